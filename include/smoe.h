@@ -1,0 +1,339 @@
+/*
+ * smoe.h - the one public header of smoe, a C engine for sparse Mixture-of-Experts
+ * language models (Mixtral 8x7B and its kind).
+ *
+ * Overview
+ *   smoe_gguf       a GGUF v2/v3 file, read through mmap with zero copies, bounds-checked.
+ *   smoe_gguf_writer builds and atomically writes a GGUF v3 file.
+ *   smoe_model      weights + hyper-parameters of a model (llama architecture, dense or MoE).
+ *   smoe_ctx        the run state of one sequence: KV cache, activations, position.
+ *   smoe_tokenizer  SentencePiece-style BPE ("llama") and byte-level BPE ("gpt2") from GGUF.
+ *   smoe_sampler    greedy / temperature / top-k / top-p / min-p / repetition penalty.
+ *
+ * Conventions
+ *   - Every fallible call returns enum smoe_status; on failure smoe_last_error() holds a
+ *     human-readable message (thread-local) naming what went wrong.
+ *   - The library never prints and never exits.
+ *   - Every constructor has a matching _free that accepts NULL.
+ *   - Sizes in bytes are size_t, counts and offsets int64_t/uint64_t.
+ *   - Shapes use ggml order when they describe GGUF tensors: ne[0] is the contiguous
+ *     (innermost) dimension, so a weight stored row-major as (out, in) has ne = {in, out}.
+ */
+#ifndef SMOE_H
+#define SMOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SMOE_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------- status and errors */
+
+typedef enum smoe_status {
+    SMOE_OK = 0,
+    SMOE_ERR_INVALID_ARG,  /* caller passed something that cannot be right */
+    SMOE_ERR_IO,           /* open/read/write/mmap failed (errno text in the message) */
+    SMOE_ERR_FORMAT,       /* a file is corrupt, truncated or inconsistent */
+    SMOE_ERR_UNSUPPORTED,  /* valid input that smoe does not handle (yet) */
+    SMOE_ERR_NOMEM,        /* an allocation failed */
+    SMOE_ERR_RANGE,        /* an index or token id is out of range, or a buffer too small */
+    SMOE_ERR_NOT_FOUND,    /* a named key or tensor does not exist */
+} smoe_status;
+
+/* Message of the last failure in this thread ("" if none). Valid until the next call. */
+const char *smoe_last_error(void);
+/* Short fixed name of a status ("ok", "format error", ...). */
+const char *smoe_status_name(smoe_status st);
+
+/* ---------------------------------------------------------------- tensor types */
+
+/* Values are the ggml/GGUF type ids, so they can be stored in files as they are. */
+typedef enum smoe_dtype {
+    SMOE_DTYPE_F32 = 0,
+    SMOE_DTYPE_F16 = 1,
+    SMOE_DTYPE_Q4_0 = 2,
+    SMOE_DTYPE_Q4_1 = 3,
+    SMOE_DTYPE_Q5_0 = 6,
+    SMOE_DTYPE_Q5_1 = 7,
+    SMOE_DTYPE_Q8_0 = 8,
+    SMOE_DTYPE_Q8_1 = 9,
+    SMOE_DTYPE_Q2_K = 10,
+    SMOE_DTYPE_Q3_K = 11,
+    SMOE_DTYPE_Q4_K = 12,
+    SMOE_DTYPE_Q5_K = 13,
+    SMOE_DTYPE_Q6_K = 14,
+    SMOE_DTYPE_Q8_K = 15,
+    SMOE_DTYPE_I8 = 24,
+    SMOE_DTYPE_I16 = 25,
+    SMOE_DTYPE_I32 = 26,
+    SMOE_DTYPE_I64 = 27,
+    SMOE_DTYPE_F64 = 28,
+    SMOE_DTYPE_BF16 = 30,
+    SMOE_DTYPE_COUNT = 64 /* upper bound of the id space we recognise */
+} smoe_dtype;
+
+/* Name ("Q4_K"), or NULL for an id smoe does not know. */
+const char *smoe_dtype_name(int dtype);
+/* Values per block and bytes per block; 0 for an unknown id. */
+int64_t smoe_dtype_block_size(int dtype);
+size_t smoe_dtype_block_bytes(int dtype);
+/* True when smoe can dequantize (and so compute with) this type. */
+bool smoe_dtype_can_dequantize(int dtype);
+/* Dequantize n values (n a multiple of the block size) from src to f32. */
+smoe_status smoe_dequantize(int dtype, const void *src, float *dst, int64_t n);
+
+/* ---------------------------------------------------------------- GGUF reader */
+
+typedef enum smoe_gguf_type {
+    SMOE_GGUF_UINT8 = 0,
+    SMOE_GGUF_INT8 = 1,
+    SMOE_GGUF_UINT16 = 2,
+    SMOE_GGUF_INT16 = 3,
+    SMOE_GGUF_UINT32 = 4,
+    SMOE_GGUF_INT32 = 5,
+    SMOE_GGUF_FLOAT32 = 6,
+    SMOE_GGUF_BOOL = 7,
+    SMOE_GGUF_STRING = 8,
+    SMOE_GGUF_ARRAY = 9,
+    SMOE_GGUF_UINT64 = 10,
+    SMOE_GGUF_INT64 = 11,
+    SMOE_GGUF_FLOAT64 = 12,
+    SMOE_GGUF_TYPE_COUNT
+} smoe_gguf_type;
+
+typedef struct smoe_gguf smoe_gguf;
+
+/* Open and validate a GGUF file (mmap, read-only). Every offset, size and count is
+ * checked; a corrupt file fails with SMOE_ERR_FORMAT and a message naming the problem. */
+smoe_status smoe_gguf_open(const char *path, smoe_gguf **out);
+/* Same over a caller-owned buffer that must outlive the handle (tests, fuzzing). */
+smoe_status smoe_gguf_open_memory(const void *data, size_t size, smoe_gguf **out);
+void smoe_gguf_free(smoe_gguf *g);
+
+uint32_t smoe_gguf_version(const smoe_gguf *g);
+size_t smoe_gguf_alignment(const smoe_gguf *g);
+size_t smoe_gguf_file_size(const smoe_gguf *g);
+
+/* Metadata: keys are indexed 0..n_kv-1. Keys are NUL-terminated. */
+int64_t smoe_gguf_n_kv(const smoe_gguf *g);
+int64_t smoe_gguf_find_key(const smoe_gguf *g, const char *key); /* -1 if absent */
+const char *smoe_gguf_key(const smoe_gguf *g, int64_t i);
+smoe_gguf_type smoe_gguf_kv_type(const smoe_gguf *g, int64_t i);
+/* Arrays: element type, count, and element access. */
+smoe_gguf_type smoe_gguf_arr_type(const smoe_gguf *g, int64_t i);
+uint64_t smoe_gguf_arr_n(const smoe_gguf *g, int64_t i);
+/* Raw little-endian element data of a numeric array (may be unaligned); NULL for strings. */
+const void *smoe_gguf_arr_data(const smoe_gguf *g, int64_t i);
+/* Element j of a string array: pointer into the file (not NUL-terminated) and its length. */
+const char *smoe_gguf_arr_str(const smoe_gguf *g, int64_t i, uint64_t j, uint64_t *len);
+/* Scalar values. Integer getters accept any integer type whose value fits. */
+smoe_status smoe_gguf_get_u32(const smoe_gguf *g, const char *key, uint32_t *out);
+smoe_status smoe_gguf_get_i64(const smoe_gguf *g, const char *key, int64_t *out);
+smoe_status smoe_gguf_get_f32(const smoe_gguf *g, const char *key, float *out);
+smoe_status smoe_gguf_get_bool(const smoe_gguf *g, const char *key, bool *out);
+/* String value: pointer into the file (not NUL-terminated) and length. */
+smoe_status smoe_gguf_get_str(const smoe_gguf *g, const char *key, const char **s, uint64_t *len);
+/* Scalar value of key i formatted for display (arrays: type and count, first items). */
+void smoe_gguf_kv_format(const smoe_gguf *g, int64_t i, char *buf, size_t cap);
+
+/* Tensor directory. */
+#define SMOE_MAX_DIMS 4
+int64_t smoe_gguf_n_tensors(const smoe_gguf *g);
+int64_t smoe_gguf_find_tensor(const smoe_gguf *g, const char *name); /* -1 if absent */
+const char *smoe_gguf_tensor_name(const smoe_gguf *g, int64_t i);
+int smoe_gguf_tensor_dtype(const smoe_gguf *g, int64_t i);
+int smoe_gguf_tensor_ndim(const smoe_gguf *g, int64_t i);
+int64_t smoe_gguf_tensor_ne(const smoe_gguf *g, int64_t i, int dim); /* 1 past ndim */
+uint64_t smoe_gguf_tensor_offset(const smoe_gguf *g, int64_t i);  /* from the data section */
+size_t smoe_gguf_tensor_nbytes(const smoe_gguf *g, int64_t i);
+const void *smoe_gguf_tensor_data(const smoe_gguf *g, int64_t i);
+
+/* ---------------------------------------------------------------- GGUF writer */
+
+typedef struct smoe_gguf_writer smoe_gguf_writer;
+
+smoe_status smoe_gguf_writer_init(smoe_gguf_writer **out);
+void smoe_gguf_writer_free(smoe_gguf_writer *w);
+/* Setting a key that exists replaces its value (keeping its position). */
+smoe_status smoe_gguf_writer_set_u32(smoe_gguf_writer *w, const char *key, uint32_t v);
+smoe_status smoe_gguf_writer_set_i32(smoe_gguf_writer *w, const char *key, int32_t v);
+smoe_status smoe_gguf_writer_set_u64(smoe_gguf_writer *w, const char *key, uint64_t v);
+smoe_status smoe_gguf_writer_set_f32(smoe_gguf_writer *w, const char *key, float v);
+smoe_status smoe_gguf_writer_set_bool(smoe_gguf_writer *w, const char *key, bool v);
+smoe_status smoe_gguf_writer_set_str(smoe_gguf_writer *w, const char *key, const char *s);
+/* Numeric array of n elements of elem_type, data in little-endian element layout. */
+smoe_status smoe_gguf_writer_set_arr(smoe_gguf_writer *w, const char *key, smoe_gguf_type elem_type,
+                                     const void *data, uint64_t n);
+smoe_status smoe_gguf_writer_set_arr_str(smoe_gguf_writer *w, const char *key, const char *const *strs,
+                                         const uint64_t *lens, uint64_t n);
+/* Copy key i of a reader (any type, arrays included). */
+smoe_status smoe_gguf_writer_copy_kv(smoe_gguf_writer *w, const smoe_gguf *g, int64_t i);
+/* Add a tensor; the data is copied. ne in ggml order, ndim 1..4. */
+smoe_status smoe_gguf_writer_add_tensor(smoe_gguf_writer *w, const char *name, int dtype, int ndim,
+                                        const int64_t *ne, const void *data, size_t nbytes);
+/* Write the file atomically (temporary file, fsync, rename). Alignment from
+ * "general.alignment" if set, else 32. */
+smoe_status smoe_gguf_writer_write(smoe_gguf_writer *w, const char *path);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct smoe_model smoe_model;
+
+typedef enum smoe_router_kind {
+    SMOE_ROUTER_TOPK_SOFTMAX = 0,       /* Mixtral: top-k logits, softmax over the k */
+    SMOE_ROUTER_SOFTMAX_TOPK = 1,       /* softmax over all, top-k, no renormalisation */
+    SMOE_ROUTER_SOFTMAX_TOPK_NORM = 2,  /* softmax over all, top-k, renormalised */
+    SMOE_ROUTER_SIGMOID_BIAS = 3,       /* DeepSeek-V3: sigmoid scores, bias for selection */
+    SMOE_ROUTER_KIND_COUNT
+} smoe_router_kind;
+
+typedef struct smoe_model_info {
+    char arch[32];          /* general.architecture */
+    int32_t n_vocab;        /* V */
+    int32_t n_embd;         /* D */
+    int32_t n_layer;
+    int32_t n_head;         /* H */
+    int32_t n_head_kv;      /* Hkv */
+    int32_t head_dim;       /* Dh */
+    int32_t n_ff;           /* F: hidden size of the dense FFN or of each expert */
+    int32_t n_expert;       /* E (0 = dense) */
+    int32_t n_expert_used;  /* K */
+    int32_t n_ctx_train;
+    int32_t rope_dim;
+    float rope_freq_base;
+    float norm_eps;
+    smoe_router_kind router;
+    int64_t n_params;       /* all parameters */
+    int64_t n_params_active;/* parameters used per token (K of E experts) */
+    size_t weight_bytes;    /* bytes of tensor data */
+} smoe_model_info;
+
+typedef struct smoe_model_params {
+    bool vocab_only;        /* read metadata and tokenizer only, no weights (default false) */
+} smoe_model_params;
+
+smoe_model_params smoe_model_default_params(void);
+smoe_status smoe_model_load(const char *path, const smoe_model_params *params, smoe_model **out);
+void smoe_model_free(smoe_model *m);
+const smoe_model_info *smoe_model_get_info(const smoe_model *m);
+/* The GGUF file the model was loaded from (owned by the model). */
+const smoe_gguf *smoe_model_gguf(const smoe_model *m);
+
+/* ---------------------------------------------------------------- run context */
+
+typedef struct smoe_ctx smoe_ctx;
+
+typedef struct smoe_ctx_params {
+    int32_t n_ctx;      /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
+    int32_t n_batch;    /* most tokens per forward step; longer inputs are split */
+    int32_t n_threads;  /* worker threads, >= 1 */
+} smoe_ctx_params;
+
+smoe_ctx_params smoe_ctx_default_params(void);
+smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, smoe_ctx **out);
+void smoe_ctx_free(smoe_ctx *c);
+/* Tokens already in the KV cache (the position of the next token). */
+int32_t smoe_ctx_n_past(const smoe_ctx *c);
+int32_t smoe_ctx_n_ctx(const smoe_ctx *c);
+/* Forget the sequence (position back to 0). */
+void smoe_ctx_reset(smoe_ctx *c);
+
+/* Run n tokens at positions n_past.. n_past+n-1 and append them to the KV cache.
+ * logits: NULL, or room for n_out * n_vocab floats where n_out = all_logits ? n : 1;
+ * with all_logits false only the last position's logits are written.
+ * Token ids outside [0, n_vocab) and a full context fail with SMOE_ERR_RANGE
+ * and leave the context unchanged. */
+smoe_status smoe_ctx_decode(smoe_ctx *c, const int32_t *ids, int32_t n, float *logits, bool all_logits);
+
+/* Routing observer: called for every MoE layer of every forward step with the chosen
+ * experts (ids[t*k + j], highest first) and their gate weights, for the n tokens at
+ * positions pos0..pos0+n-1. The pointers are valid during the call only. */
+typedef void (*smoe_route_fn)(void *user, int32_t layer, int32_t pos0, int32_t n, int32_t k,
+                              const int32_t *ids, const float *weights, const float *router_logits,
+                              int32_t n_expert);
+void smoe_ctx_set_route_observer(smoe_ctx *c, smoe_route_fn fn, void *user);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+typedef struct smoe_tokenizer smoe_tokenizer;
+
+typedef enum smoe_tokenizer_kind {
+    SMOE_TOKENIZER_SPM = 0,   /* tokenizer.ggml.model = "llama" */
+    SMOE_TOKENIZER_BPE = 1,   /* tokenizer.ggml.model = "gpt2" */
+} smoe_tokenizer_kind;
+
+/* Build from the tokenizer.ggml.* metadata of a GGUF file (copies what it needs). */
+smoe_status smoe_tokenizer_from_gguf(const smoe_gguf *g, smoe_tokenizer **out);
+void smoe_tokenizer_free(smoe_tokenizer *t);
+smoe_tokenizer_kind smoe_tokenizer_get_kind(const smoe_tokenizer *t);
+int32_t smoe_tokenizer_n_vocab(const smoe_tokenizer *t);
+int32_t smoe_tokenizer_bos(const smoe_tokenizer *t);  /* -1 if none */
+int32_t smoe_tokenizer_eos(const smoe_tokenizer *t);  /* -1 if none */
+bool smoe_tokenizer_add_bos(const smoe_tokenizer *t); /* tokenizer.ggml.add_bos_token */
+
+/* Encode len bytes of UTF-8 text. Special-token text is not parsed. With add_bos the BOS
+ * id is put first. Writes at most cap ids; *n_out gets the full count, and when it is
+ * larger than cap the call fails with SMOE_ERR_RANGE (call again with more room). */
+smoe_status smoe_tokenizer_encode(const smoe_tokenizer *t, const char *text, size_t len, bool add_bos,
+                                  int32_t *ids, int64_t cap, int64_t *n_out);
+
+/* The bytes token id stands for, as it would appear in decoded text (byte-fallback
+ * tokens give their byte, SentencePiece's U+2581 becomes a space, byte-level BPE is
+ * mapped back to bytes; control tokens give ""). Returns the byte count, or -1 for an
+ * id out of range. Writes at most cap bytes. */
+int64_t smoe_tokenizer_token_bytes(const smoe_tokenizer *t, int32_t id, char *buf, size_t cap);
+/* Raw vocabulary text of a token (as stored in the GGUF), NUL-terminated. NULL if out of range. */
+const char *smoe_tokenizer_token_text(const smoe_tokenizer *t, int32_t id);
+
+/* Streaming detokenizer: feed ids one at a time; it returns only complete UTF-8
+ * sequences and holds back a partial one until its remaining bytes arrive. The
+ * leading space of the first piece after BOS is dropped for SentencePiece, as
+ * SentencePiece decoding does. */
+typedef struct smoe_detok {
+    const smoe_tokenizer *tok;
+    char pending[8];        /* bytes of an incomplete UTF-8 sequence */
+    int32_t n_pending;
+    bool at_start;          /* nothing emitted yet */
+} smoe_detok;
+void smoe_detok_init(smoe_detok *d, const smoe_tokenizer *t);
+/* Appends the text that is complete after id to buf (NUL-terminated); returns bytes
+ * written (excluding NUL) or -1 on a bad id or too small a buffer (cap >= 64 always fits). */
+int64_t smoe_detok_push(smoe_detok *d, int32_t id, char *buf, size_t cap);
+/* Flushes held-back bytes (invalid UTF-8 comes out as U+FFFD). */
+int64_t smoe_detok_flush(smoe_detok *d, char *buf, size_t cap);
+/* Decode a whole id sequence into buf; returns bytes (excluding NUL), -1 on error or too small. */
+int64_t smoe_tokenizer_decode(const smoe_tokenizer *t, const int32_t *ids, int64_t n, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- sampler */
+
+typedef struct smoe_sampler smoe_sampler;
+
+typedef struct smoe_sampler_params {
+    float temperature;      /* <= 0: greedy (argmax; ties go to the lowest id) */
+    int32_t top_k;          /* <= 0: off */
+    float top_p;            /* >= 1: off */
+    float min_p;            /* <= 0: off */
+    float repeat_penalty;   /* 1: off; CTRL-style: logit/p if > 0 else logit*p */
+    int32_t repeat_last_n;  /* how many recent tokens the penalty looks at */
+    uint64_t seed;
+} smoe_sampler_params;
+
+smoe_sampler_params smoe_sampler_default_params(void);
+smoe_status smoe_sampler_init(const smoe_sampler_params *p, int32_t n_vocab, smoe_sampler **out);
+void smoe_sampler_free(smoe_sampler *s);
+/* Pick a token from logits[n_vocab] (not modified). Order: repetition penalty,
+ * temperature, top-k, top-p, min-p, then a draw from the seeded RNG. */
+smoe_status smoe_sampler_sample(smoe_sampler *s, const float *logits, int32_t *out_id);
+/* Tell the sampler a token was emitted (for the repetition penalty). */
+void smoe_sampler_accept(smoe_sampler *s, int32_t id);
+void smoe_sampler_reset(smoe_sampler *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SMOE_H */

@@ -1,0 +1,89 @@
+/*
+ * model.h - private model structures: the hyper-parameters read from GGUF metadata, the
+ * weights as typed views into the mapped file, and the run state of a context.
+ *
+ * Shape letters (docs/architecture.md): T tokens in a step, D embedding, H query heads,
+ * Hkv key/value heads, Dh head size, F expert (or dense FFN) hidden size, E experts,
+ * K experts used per token, V vocabulary, L layers, C context length. Matrices are
+ * row-major (out, in): a weight W with ne = {in, out} maps x[in] to y[out] = W x.
+ */
+#ifndef SMOE_MODEL_H
+#define SMOE_MODEL_H
+
+#include "smoe_internal.h"
+#include "cpu/threadpool.h"
+
+/* A 2-D view of weights: `rows` rows of `cols` values of type dtype, rows `row_bytes` apart. */
+typedef struct smoe_tensor {
+    int dtype;              /* smoe_dtype */
+    int64_t cols;           /* values per row (the "in" size) */
+    int64_t rows;           /* rows (the "out" size) */
+    size_t row_bytes;
+    const uint8_t *data;    /* mapped file memory */
+} smoe_tensor;
+
+typedef struct smoe_layer {
+    float *attn_norm;             /* [D] f32 copy */
+    smoe_tensor wq;               /* (H*Dh, D) */
+    smoe_tensor wk;               /* (Hkv*Dh, D) */
+    smoe_tensor wv;               /* (Hkv*Dh, D) */
+    smoe_tensor wo;               /* (D, H*Dh) */
+    float *ffn_norm;              /* [D] f32 copy */
+    /* MoE (n_expert > 0) */
+    smoe_tensor router;           /* (E, D) ffn_gate_inp */
+    smoe_tensor *exp_gate;        /* [E] of (F, D)  w1 */
+    smoe_tensor *exp_up;          /* [E] of (F, D)  w3 */
+    smoe_tensor *exp_down;        /* [E] of (D, F)  w2 */
+    /* dense (n_expert == 0) */
+    smoe_tensor ffn_gate;         /* (F, D) */
+    smoe_tensor ffn_up;           /* (F, D) */
+    smoe_tensor ffn_down;         /* (D, F) */
+} smoe_layer;
+
+struct smoe_model {
+    smoe_model_info info;
+    smoe_gguf *gguf;
+    bool vocab_only;
+    smoe_tensor tok_embd;         /* (V, D) */
+    float *output_norm;           /* [D] f32 copy */
+    smoe_tensor output;           /* (V, D); token_embd when tied */
+    smoe_layer *layers;           /* [L] */
+    smoe_tensor *expert_views;    /* storage for the per-expert views of all layers */
+    int64_t max_cols;             /* longest row of any matrix (dequantization scratch) */
+};
+
+/* Run state of one sequence. Every buffer is allocated once in smoe_ctx_init. */
+struct smoe_ctx {
+    const smoe_model *model;
+    int32_t n_ctx, n_batch, n_threads, n_past;
+    smoe_pool *pool;
+    float *k_cache;               /* [L][C][Hkv*Dh] */
+    float *v_cache;               /* [L][C][Hkv*Dh] */
+    float *h;                     /* [T][D] residual stream */
+    float *xn;                    /* [T][D] normalised input of a sublayer */
+    float *q;                     /* [T][H*Dh] */
+    float *att;                   /* [T][H*Dh] attention output before Wo */
+    float *tmp;                   /* [T][D] sublayer output */
+    float *rlogits;               /* [T][E] router logits */
+    int32_t *rids;                /* [T][K] chosen experts, best first */
+    float *rw;                    /* [T][K] their gate weights */
+    int32_t *ex_tok;              /* [T*K] token index of each (expert, slot) assignment, grouped */
+    float *ex_w;                  /* [T*K] gate weight of that assignment */
+    int32_t *ex_off;              /* [E+1] start of each expert's group in ex_tok */
+    float *xg;                    /* [T][D] gathered inputs of one expert */
+    float *hg;                    /* [T][F] gate activations */
+    float *hu;                    /* [T][F] up activations */
+    float *yg;                    /* [T][D] expert outputs */
+    float *scores;                /* [nthreads][C] attention scores */
+    float *dq;                    /* [nthreads][max_cols] dequantization scratch */
+    float *out_rows;              /* [T][D] final normed rows for the logits */
+    float *rscratch;              /* [2E] router scratch */
+    smoe_route_fn route_fn;
+    void *route_user;
+};
+
+/* forward.c: run T tokens (T <= n_batch) at positions n_past..; logits_out gets
+ * n_out rows (all T, or the last one only). */
+smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logits_out, bool all_logits);
+
+#endif /* SMOE_MODEL_H */
