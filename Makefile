@@ -37,7 +37,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 MODEL    ?= tests/data/model/mixtral-tiny-F32.gguf
 
-.PHONY: all run test test-fast test-san bench fuzz format clean
+.PHONY: all run test test-build test-fast test-san bench fuzz format clean
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 all: $(SMOE_BIN)
 
 $(BUILD)/%.o: %.c
@@ -57,7 +58,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 run: $(SMOE_BIN)
 	./$(SMOE_BIN) run -m $(MODEL) -p "In the beginning" -n 48 --temp 0.8 --seed 42
 
-test-fast: $(SMOE_BIN) $(TEST_BIN)
+test-build: $(SMOE_BIN) $(TEST_BIN)
+
+test-fast: test-build
 	@SMOE_BIN=./$(SMOE_BIN) bash tests/run.sh $(TEST_BIN)
 
 test-san:
@@ -65,7 +68,10 @@ test-san:
 
 # The full suite: plain build, then AddressSanitizer + UndefinedBehaviorSanitizer.
 test:
+	@mkdir -p build
+	@$(MAKE) --no-print-directory -j$(JOBS) test-build >/dev/null || $(MAKE) --no-print-directory test-build
 	@$(MAKE) --no-print-directory test-fast 2>&1 | tee $(BUILD).test.log
+	@$(MAKE) --no-print-directory -j$(JOBS) SAN=1 test-build >/dev/null || $(MAKE) --no-print-directory SAN=1 test-build
 	@$(MAKE) --no-print-directory SAN=1 test-fast 2>&1 | tee $(BUILD).san.log
 	@bash tests/total.sh $(BUILD).test.log $(BUILD).san.log
 

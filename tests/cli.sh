@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# cli.sh - end-to-end checks of the smoe command-line tool: help for every command, exit
+# codes and messages for bad usage and bad files, logits (batch == decode, right size),
+# tokenize, info, and deterministic generation. Prints "N passed, N failed" last.
+# usage: tests/cli.sh [path/to/smoe]
+set -u
+SMOE=${1:-./smoe}
+DATA=${TEST_DATA_DIR:-tests/data}
+MODEL=$DATA/model/mixtral-tiny-F32.gguf
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+# expect CODE DESCRIPTION -- command...   (stdout -> $T/out, stderr -> $T/err)
+expect() {
+    local want=$1 what=$2; shift 3
+    "$@" >"$T/out" 2>"$T/err"; local rc=$?
+    if [ "$rc" -eq "$want" ]; then ok; else bad "$what: exit $rc, want $want ($(head -c 300 "$T/err"))"; fi
+}
+has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2': $(head -c 300 "$1")"; fi; }
+
+# help everywhere
+expect 0 "--help" -- "$SMOE" --help; has "$T/out" "usage: smoe COMMAND"
+for c in run logits tokenize info; do
+    expect 0 "$c --help" -- "$SMOE" "$c" --help; has "$T/out" "usage: smoe $c"
+done
+expect 0 "--version" -- "$SMOE" --version; has "$T/out" "smoe "
+
+# usage errors: exit 2 with a message on stderr
+expect 2 "no command" -- "$SMOE"
+expect 2 "unknown command" -- "$SMOE" frobnicate; has "$T/err" "unknown command"
+expect 2 "run without -m" -- "$SMOE" run -p hi; has "$T/err" "missing -m"
+expect 2 "run bad -n" -- "$SMOE" run -m "$MODEL" -p hi -n abc; has "$T/err" "invalid value for -n"
+expect 2 "run bad --temp" -- "$SMOE" run -m "$MODEL" -p hi --temp -1
+expect 2 "run unknown option" -- "$SMOE" run -m "$MODEL" -p hi --bogus; has "$T/err" "unknown option"
+expect 2 "run -n missing value" -- "$SMOE" run -m "$MODEL" -p hi -n
+expect 2 "logits bad ids" -- "$SMOE" logits -m "$MODEL" --ids "1 x 3" -o "$T/l"; has "$T/err" "not a token id"
+
+# bad files: exit 1 with a message naming the problem
+expect 1 "missing model" -- "$SMOE" run -m "$T/nope.gguf" -p hi; has "$T/err" "cannot open"
+printf 'not a gguf file at all' >"$T/bad.gguf"
+expect 1 "garbage model" -- "$SMOE" run -m "$T/bad.gguf" -p hi; has "$T/err" "bad magic"
+head -c 100000 "$MODEL" >"$T/trunc.gguf"
+expect 1 "truncated model" -- "$SMOE" info "$T/trunc.gguf"; has "$T/err" "past the end"
+expect 1 "out-of-range id" -- "$SMOE" logits -m "$MODEL" --ids "1 2 1024" -o "$T/l"; has "$T/err" "out of range"
+expect 1 "unwritable output" -- "$SMOE" logits -m "$MODEL" --ids "1 2" -o "$T/no/such/dir/l"; has "$T/err" "cannot open"
+
+# logits: right size, batch and decode paths agree bit for bit
+IDS="650 139 687 420 897 492 58 874"
+expect 0 "logits batch" -- "$SMOE" logits -m "$MODEL" --ids "$IDS" -o "$T/b.f32"
+expect 0 "logits decode" -- "$SMOE" logits -m "$MODEL" --ids "$IDS" -o "$T/d.f32" --decode -t 2
+if [ "$(stat -c %s "$T/b.f32" 2>/dev/null)" = $((8 * 1024 * 4)) ]; then ok; else bad "logits file size"; fi
+if cmp -s "$T/b.f32" "$T/d.f32"; then ok; else bad "batch and decode logits differ"; fi
+
+# tokenize and info
+expect 0 "tokenize" -- "$SMOE" tokenize -m "$MODEL" -p "Hello world" --bos
+if [ "$(head -n 1 "$T/out" | cut -d' ' -f1)" = 1 ]; then ok; else bad "tokenize --bos does not start with 1: $(cat "$T/out")"; fi
+expect 0 "tokenize vocab-only gguf" -- "$SMOE" tokenize -m "$DATA/tokenizer/ggml-vocab-llama-spm.gguf" -p "Hello world"
+if [ "$(cat "$T/out")" = "15043 3186" ]; then ok; else bad "llama-spm 'Hello world' = $(cat "$T/out")"; fi
+expect 0 "info" -- "$SMOE" info "$MODEL"
+has "$T/out" "blk.0.ffn_gate_exps.weight"; has "$T/out" "experts:     8, 2 used"; has "$T/out" "llama.expert_count"
+
+# generation: text on stdout, speed on stderr, greedy is deterministic across thread counts
+expect 0 "run greedy" -- "$SMOE" run -m "$MODEL" -p "Hello" -n 32 --temp 0
+cp "$T/out" "$T/g1"; has "$T/err" "tok/s"
+if [ "$(wc -c <"$T/g1")" -gt 10 ]; then ok; else bad "run printed too little: $(cat "$T/g1")"; fi
+expect 0 "run greedy 2 threads" -- "$SMOE" run -m "$MODEL" -p "Hello" -n 32 --temp 0 -t 2
+if cmp -s "$T/g1" "$T/out"; then ok; else bad "greedy output depends on the thread count"; fi
+expect 0 "run seeded" -- "$SMOE" run -m "$MODEL" -p "Hello" -n 24 --seed 7; cp "$T/out" "$T/s1"
+expect 0 "run seeded again" -- "$SMOE" run -m "$MODEL" -p "Hello" -n 24 --seed 7
+if cmp -s "$T/s1" "$T/out"; then ok; else bad "same seed, different text"; fi
+expect 0 "run quantized" -- "$SMOE" run -m "$DATA/model/mixtral-tiny-Q4_K_M.gguf" -p "Hello" -n 8 --temp 0
+expect 0 "run -n 0" -- "$SMOE" run -m "$MODEL" -p "Hello" -n 0
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
