@@ -302,7 +302,10 @@ typedef struct smoe_detok {
 } smoe_detok;
 void smoe_detok_init(smoe_detok *d, const smoe_tokenizer *t);
 /* Appends the text that is complete after id to buf (NUL-terminated); returns bytes
- * written (excluding NUL) or -1 on a bad id or too small a buffer (cap >= 64 always fits). */
+ * written (excluding NUL), or -1 on a bad id or too small a buffer (the state is then
+ * unchanged, so the call can be repeated with more room). The worst case is about
+ * 3 x (longest token + 3) + 1 bytes (invalid bytes become U+FFFD); 1024 fits every
+ * common vocabulary. */
 int64_t smoe_detok_push(smoe_detok *d, int32_t id, char *buf, size_t cap);
 /* Flushes held-back bytes (invalid UTF-8 comes out as U+FFFD). */
 int64_t smoe_detok_flush(smoe_detok *d, char *buf, size_t cap);
