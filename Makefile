@@ -30,7 +30,6 @@ else
 endif
 
 LIB_SRC  := $(wildcard src/*.c src/*/*.c src/*/*/*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsmoe.a
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -43,8 +42,21 @@ all: $(SMOE_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(ISA_FLAGS) -c $< -o $@
 
+# ISA-specific kernel files get their own -m flags; only cpufeat-dispatched code calls them.
+ARCH := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq (,$(findstring x86_64,$(ARCH)))
+$(BUILD)/src/cpu/x86/%_avx2.o:   ISA_FLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/src/cpu/x86/%_avx512.o: ISA_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c
+else
+LIB_SRC := $(filter-out src/cpu/x86/%,$(LIB_SRC))
+endif
+ifeq (,$(findstring aarch64,$(ARCH)))
+LIB_SRC := $(filter-out src/cpu/arm/%,$(LIB_SRC))
+endif
+
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -74,6 +86,22 @@ test:
 	@$(MAKE) --no-print-directory -j$(JOBS) SAN=1 test-build >/dev/null || $(MAKE) --no-print-directory SAN=1 test-build
 	@$(MAKE) --no-print-directory SAN=1 test-fast 2>&1 | tee $(BUILD).san.log
 	@bash tests/total.sh $(BUILD).test.log $(BUILD).san.log
+
+# libFuzzer target for the GGUF reader: builds build/fuzz/fuzz_gguf, then (unless
+# FUZZ_SECONDS is empty) fuzzes for FUZZ_SECONDS seconds on build/fuzz/corpus, seeded
+# from tests/fuzz/corpus. Crash inputs land in build/fuzz/; extra flags in FUZZ_FLAGS.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   ?=
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith -Werror -Iinclude -Isrc \
+                -g -O1 -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+fuzz:
+	@mkdir -p build/fuzz/corpus
+	$(FUZZ_CC) $(FUZZ_CFLAGS) tests/fuzz/fuzz_gguf.c $(LIB_SRC) -o build/fuzz/fuzz_gguf -lm
+	@cp tests/fuzz/corpus/* build/fuzz/corpus/
+	$(if $(FUZZ_SECONDS),build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz/ $(FUZZ_FLAGS) build/fuzz/corpus)
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.[ch] tools/*.c tests/*.[ch]

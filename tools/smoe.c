@@ -21,65 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-/* ------------------------------------------------------------------ helpers */
-
-static const char *g_cmd = "smoe";
-
-static void die_usage(const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "%s: ", g_cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry '%s --help'.\n", g_cmd);
-    exit(2);
-}
-
-static int fail(const char *what) {
-    fprintf(stderr, "%s: %s: %s\n", g_cmd, what, smoe_last_error());
-    return 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static long parse_long(const char *opt, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        die_usage("invalid value for %s: '%s' (want an integer in [%ld, %ld])", opt, v, lo, hi);
-    return x;
-}
-
-static float parse_float(const char *opt, const char *v, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi))
-        die_usage("invalid value for %s: '%s' (want a number in [%g, %g])", opt, v, lo, hi);
-    return (float)x;
-}
-
-static uint64_t parse_u64(const char *opt, const char *v) {
-    char *end;
-    errno = 0;
-    if (v[0] == '-') die_usage("invalid value for %s: '%s' (want a non-negative integer)", opt, v);
-    unsigned long long x = strtoull(v, &end, 10);
-    if (errno || end == v || *end) die_usage("invalid value for %s: '%s' (want a non-negative integer)", opt, v);
-    return (uint64_t)x;
-}
-
-/* Value of option argv[*i] (advancing *i), or a usage error if it is missing. */
-static const char *opt_value(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) die_usage("option %s needs a value", argv[*i]);
-    return argv[++*i];
-}
-
-static bool is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
+#include "cli.h"
 
 /* ------------------------------------------------------------------ run */
 
@@ -106,7 +48,7 @@ static const char *RUN_HELP =
     "      --no-stats          do not print the speed line\n"
     "  -h, --help              show this help\n";
 
-static int cmd_run(int argc, char **argv) {
+int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
     long n_predict = 128, threads = 1, n_ctx = 0;
     bool no_bos = false, stats = true;
@@ -224,7 +166,7 @@ static const char *LOGITS_HELP =
     "  -t, --threads N    worker threads (default 1)\n"
     "  -h, --help         show this help\n";
 
-static int cmd_logits(int argc, char **argv) {
+int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *ids_arg = NULL, *out_path = NULL;
     bool decode = false;
     long threads = 1;
@@ -316,7 +258,7 @@ static const char *TOKENIZE_HELP =
     "      --pieces       also print each token's text, one per line, after the ids\n"
     "  -h, --help         show this help\n";
 
-static int cmd_tokenize(int argc, char **argv) {
+int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL, *text = NULL;
     bool bos = false, pieces = false;
     for (int i = 1; i < argc; i++) {
@@ -366,7 +308,7 @@ static const char *INFO_HELP =
     "      --no-tensors   skip the tensor directory\n"
     "  -h, --help         show this help\n";
 
-static int cmd_info(int argc, char **argv) {
+int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     bool tensors = true;
     for (int i = 1; i < argc; i++) {
@@ -438,6 +380,16 @@ static const char *MAIN_HELP =
     "\n"
     "'smoe COMMAND --help' describes each command. 'smoe --version' prints the version.\n";
 
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+} COMMANDS[] = {
+    {"run", cmd_run},
+    {"logits", cmd_logits},
+    {"tokenize", cmd_tokenize},
+    {"info", cmd_info},
+};
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(MAIN_HELP, stderr);
@@ -455,10 +407,8 @@ int main(int argc, char **argv) {
     static char name[64];
     snprintf(name, sizeof name, "smoe %s", cmd);
     g_cmd = name;
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
-    if (!strcmp(cmd, "logits")) return cmd_logits(argc - 1, argv + 1);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
     g_cmd = "smoe";
     fprintf(stderr, "smoe: unknown command '%s'\n\n", cmd);
     fputs(MAIN_HELP, stderr);

@@ -1,0 +1,50 @@
+/*
+ * kernels.h - the CPU compute kernels behind the fast matmul: for each weight type, a dot
+ * product of one weight row with one activation row that has been quantized to the type's
+ * vec_dot_type (as llama.cpp does: Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants ->
+ * Q8_K, F16 -> F16, BF16 -> BF16, F32 -> F32), plus the activation quantizers.
+ *
+ * Every kernel has a scalar reference twin (the *_ref functions, exact integer arithmetic
+ * per block) that builds everywhere; ISA versions (x86 AVX2/AVX-512, ARM NEON) have the
+ * same signatures and are tested against it. smoe_kernels_get picks the best version for
+ * this CPU once (cpufeat.c), so hot loops never test CPU features.
+ */
+#ifndef SMOE_KERNELS_H
+#define SMOE_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Quantize n floats (a multiple of the block size) into row dst of the type. */
+typedef void (*smoe_from_float_fn)(const float *src, void *dst, int64_t n);
+/* Dot product of n values: w is a weight row of the kernel's type, a an activation row of
+ * its vec_dot_type (both n values long). */
+typedef float (*smoe_vec_dot_fn)(int64_t n, const void *w, const void *a);
+
+typedef struct smoe_kernel {
+    const char *isa;               /* "scalar", "avx2", "avx512", "neon": of vec_dot */
+    int vec_dot_type;              /* smoe_dtype of the activation rows */
+    smoe_vec_dot_fn vec_dot;       /* best version for this CPU */
+    smoe_from_float_fn act_quant;  /* f32 -> vec_dot_type, best version for this CPU */
+} smoe_kernel;
+
+/* The kernel row for a weight type, or NULL if the type has no dot product. Thread-safe;
+ * the first call detects the CPU. Setting SMOE_ISA=scalar (or avx2...) in the environment
+ * caps the ISA, for tests and benchmarks. */
+const smoe_kernel *smoe_kernels_get(int dtype);
+
+/* The reference (scalar) row for a weight type, whatever the CPU. */
+const smoe_kernel *smoe_kernels_ref(int dtype);
+
+/* Every ISA version compiled into this binary that the CPU can run, for tests:
+ * fills at most cap rows for dtype and returns the count (the scalar one first). */
+int smoe_kernels_all(int dtype, smoe_kernel *out, int cap);
+
+/* CPU features, detected once. */
+typedef struct smoe_cpu_features {
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16, neon, dotprod;
+} smoe_cpu_features;
+const smoe_cpu_features *smoe_cpu_get_features(void);
+
+#endif /* SMOE_KERNELS_H */
