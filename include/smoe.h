@@ -176,6 +176,12 @@ smoe_status smoe_gguf_writer_copy_kv(smoe_gguf_writer *w, const smoe_gguf *g, in
 /* Add a tensor; the data is copied. ne in ggml order, ndim 1..4. */
 smoe_status smoe_gguf_writer_add_tensor(smoe_gguf_writer *w, const char *name, int dtype, int ndim,
                                         const int64_t *ne, const void *data, size_t nbytes);
+/* Add a tensor whose bytes are produced at write time: fill(user, index, buf, nbytes) is
+ * called once, in order, with a buffer of nbytes to fill (index = this tensor's position
+ * among the writer's tensors). For outputs larger than memory (quantizing, synthesising). */
+typedef smoe_status (*smoe_tensor_fill_fn)(void *user, int64_t index, void *buf, size_t nbytes);
+smoe_status smoe_gguf_writer_add_tensor_fill(smoe_gguf_writer *w, const char *name, int dtype, int ndim,
+                                             const int64_t *ne, smoe_tensor_fill_fn fill, void *user);
 /* Write the file atomically (temporary file, fsync, rename). Alignment from
  * "general.alignment" if set, else 32. */
 smoe_status smoe_gguf_writer_write(smoe_gguf_writer *w, const char *path);

@@ -255,7 +255,7 @@ static smoe_status parse(smoe_gguf *g) {
     if ((st = cur_u32(&c, &g->version, "version"))) return st;
     if (g->version == 1) return smoe_err(SMOE_ERR_UNSUPPORTED, "GGUF version 1 is not supported (convert to v3)");
     if (g->version != 2 && g->version != 3) {
-        if ((g->version & 0xffff) == 0)
+        if (g->version != 0 && (g->version & 0xffff) == 0)
             return smoe_err(SMOE_ERR_FORMAT, "GGUF version %u looks byte-swapped (big-endian files are not supported)",
                             g->version);
         return smoe_err(SMOE_ERR_FORMAT, "unknown GGUF version %u (supported: 2, 3)", g->version);
@@ -376,13 +376,18 @@ static smoe_status parse(smoe_gguf *g) {
                 for (int64_t j = i; j >= gap && g->tensors[idx[j - gap]].offset > g->tensors[idx[j]].offset; j -= gap) {
                     int64_t tmp = idx[j]; idx[j] = idx[j - gap]; idx[j - gap] = tmp;
                 }
-        for (int64_t i = 1; i < g->n_tensors; i++) {
-            const gguf_tensor *a = &g->tensors[idx[i - 1]], *b = &g->tensors[idx[i]];
-            if (a->nbytes > 0 && b->nbytes > 0 && a->offset + a->nbytes > b->offset) {
+        /* compare each with the furthest-reaching non-empty tensor before it, not just its
+         * neighbour: an empty tensor sorted in between must not hide an overlap */
+        const gguf_tensor *a = NULL;
+        for (int64_t i = 0; i < g->n_tensors; i++) {
+            const gguf_tensor *b = &g->tensors[idx[i]];
+            if (b->nbytes == 0) continue;
+            if (a && a->offset + a->nbytes > b->offset) {
                 smoe_status e = smoe_err(SMOE_ERR_FORMAT, "tensors '%s' and '%s' overlap in the data section", a->name, b->name);
                 free(idx);
                 return e;
             }
+            a = b; /* no overlap: b starts at or after a's end, so b ends after it */
         }
         free(idx);
     }
@@ -676,8 +681,10 @@ typedef struct wtensor {
     char *name;
     int dtype, ndim;
     int64_t ne[SMOE_MAX_DIMS];
-    void *data;
+    void *data;                /* owned copy, or NULL when fill produces the bytes */
     size_t nbytes;
+    smoe_tensor_fill_fn fill;
+    void *fill_user;
 } wtensor;
 
 struct smoe_gguf_writer {
@@ -794,20 +801,21 @@ smoe_status smoe_gguf_writer_copy_kv(smoe_gguf_writer *w, const smoe_gguf *g, in
     return w_set_bytes(w, kv->key, kv->type, kv->raw, kv->val_len);
 }
 
-smoe_status smoe_gguf_writer_add_tensor(smoe_gguf_writer *w, const char *name, int dtype, int ndim, const int64_t *ne,
-                                        const void *data, size_t nbytes) {
+/* Validate a new tensor and append its entry (data not set yet). */
+static smoe_status w_new_tensor(smoe_gguf_writer *w, const char *name, int dtype, int ndim, const int64_t *ne,
+                                size_t *nbytes_out, wtensor **out) {
     const smoe_type_traits *tr = smoe_type_traits_get(dtype);
     if (!w || !name || !name[0] || !ne) return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: bad tensor arguments");
     if (!tr) return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': unknown type %d", name, dtype);
     if (ndim < 1 || ndim > SMOE_MAX_DIMS) return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': %d dims", name, ndim);
-    uint64_t nel = 1;
+    uint64_t nel = 1, nb;
     for (int d = 0; d < ndim; d++) {
         if (ne[d] < 0 || smoe_mul_overflow_u64(nel, (uint64_t)ne[d], &nel))
             return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': bad shape", name);
     }
-    if (ne[0] % tr->block_size || (nel / (uint64_t)tr->block_size) * tr->block_bytes != nbytes)
-        return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': %zu bytes do not match the shape and type %s", name,
-                        nbytes, tr->name);
+    if (ne[0] % tr->block_size || smoe_mul_overflow_u64(nel / (uint64_t)tr->block_size, tr->block_bytes, &nb) ||
+        nb > SIZE_MAX)
+        return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': shape does not fit type %s", name, tr->name);
     for (int64_t i = 0; i < w->n_t; i++)
         if (strcmp(w->t[i].name, name) == 0) return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: duplicate tensor '%s'", name);
     if (w->n_t == w->cap_t) {
@@ -818,15 +826,42 @@ smoe_status smoe_gguf_writer_add_tensor(smoe_gguf_writer *w, const char *name, i
     }
     wtensor *t = &w->t[w->n_t];
     memset(t, 0, sizeof *t);
-    t->name = strdup(name);
-    t->data = malloc(nbytes ? nbytes : 1);
-    if (!t->name || !t->data) {
-        free(t->name), free(t->data);
+    if (!(t->name = strdup(name))) return smoe_err(SMOE_ERR_NOMEM, "out of memory");
+    t->dtype = dtype, t->ndim = ndim, t->nbytes = (size_t)nb;
+    for (int d = 0; d < SMOE_MAX_DIMS; d++) t->ne[d] = d < ndim ? ne[d] : 1;
+    *nbytes_out = (size_t)nb;
+    *out = t;
+    return SMOE_OK;
+}
+
+smoe_status smoe_gguf_writer_add_tensor(smoe_gguf_writer *w, const char *name, int dtype, int ndim, const int64_t *ne,
+                                        const void *data, size_t nbytes) {
+    size_t want;
+    wtensor *t;
+    smoe_status st = w_new_tensor(w, name, dtype, ndim, ne, &want, &t);
+    if (st) return st;
+    if (want != nbytes) {
+        free(t->name);
+        return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': %zu bytes given, the shape and type need %zu",
+                        name, nbytes, want);
+    }
+    if (!(t->data = malloc(nbytes ? nbytes : 1))) {
+        free(t->name);
         return smoe_err(SMOE_ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes)", name, nbytes);
     }
     if (nbytes) memcpy(t->data, data, nbytes);
-    t->dtype = dtype, t->ndim = ndim, t->nbytes = nbytes;
-    for (int d = 0; d < SMOE_MAX_DIMS; d++) t->ne[d] = d < ndim ? ne[d] : 1;
+    w->n_t++;
+    return SMOE_OK;
+}
+
+smoe_status smoe_gguf_writer_add_tensor_fill(smoe_gguf_writer *w, const char *name, int dtype, int ndim,
+                                             const int64_t *ne, smoe_tensor_fill_fn fill, void *user) {
+    size_t nb;
+    wtensor *t;
+    if (!fill) return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': no fill function", name ? name : "?");
+    smoe_status st = w_new_tensor(w, name, dtype, ndim, ne, &nb, &t);
+    if (st) return st;
+    t->fill = fill, t->fill_user = user;
     w->n_t++;
     return SMOE_OK;
 }
@@ -908,9 +943,33 @@ smoe_status smoe_gguf_writer_write(smoe_gguf_writer *w, const char *path) {
         off += (t->nbytes + align - 1) / align * align;
     }
     put_pad(&o, align);
-    for (int64_t i = 0; i < w->n_t; i++) {
-        put(&o, w->t[i].data, w->t[i].nbytes);
+    smoe_status fill_st = SMOE_OK;
+    void *fbuf = NULL;
+    size_t fcap = 0;
+    for (int64_t i = 0; i < w->n_t && !o.err && !fill_st; i++) {
+        const wtensor *t = &w->t[i];
+        if (t->fill) { /* produce the bytes now, into a buffer reused across tensors */
+            if (fcap < t->nbytes) {
+                free(fbuf);
+                fcap = t->nbytes;
+                if (!(fbuf = malloc(fcap ? fcap : 1))) {
+                    fill_st = smoe_err(SMOE_ERR_NOMEM, "gguf writer: out of memory for tensor '%s'", t->name);
+                    break;
+                }
+            }
+            if ((fill_st = t->fill(t->fill_user, i, fbuf, t->nbytes))) break;
+            put(&o, fbuf, t->nbytes);
+        } else {
+            put(&o, t->data, t->nbytes);
+        }
         put_pad(&o, align);
+    }
+    free(fbuf);
+    if (fill_st) {
+        fclose(f);
+        unlink(tmp);
+        free(tmp);
+        return fill_st;
     }
     if (!o.err && fflush(f) != 0) o.err = errno ? errno : EIO;
     if (!o.err && fsync(fileno(f)) != 0) o.err = errno ? errno : EIO;
