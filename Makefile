@@ -87,18 +87,23 @@ test:
 	@$(MAKE) --no-print-directory SAN=1 test-fast 2>&1 | tee $(BUILD).san.log
 	@bash tests/total.sh $(BUILD).test.log $(BUILD).san.log
 
-# libFuzzer target for the GGUF reader: builds build/fuzz/fuzz_gguf, then (unless
-# FUZZ_SECONDS is empty) fuzzes for FUZZ_SECONDS seconds on build/fuzz/corpus, seeded
-# from tests/fuzz/corpus. Crash inputs land in build/fuzz/; extra flags in FUZZ_FLAGS.
+# libFuzzer target for the GGUF reader: the library is built by this Makefile's own rules
+# (per-ISA flags included) with clang, fuzzer coverage and ASan+UBSan into build/fuzz/lib,
+# then linked with tests/fuzz/fuzz_gguf.c into build/fuzz/fuzz_gguf. Unless FUZZ_SECONDS is
+# empty, it then fuzzes for FUZZ_SECONDS seconds on build/fuzz/corpus, seeded from
+# tests/fuzz/corpus. Crash inputs land in build/fuzz/; extra libFuzzer flags in FUZZ_FLAGS.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?=
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith -Werror -Iinclude -Isrc \
-                -g -O1 -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-                -fno-omit-frame-pointer
+                -g -O1 -pthread
 fuzz:
+	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) BUILD=build/fuzz/lib SAN= \
+	    OPT="-O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build/fuzz/lib/libsmoe.a
 	@mkdir -p build/fuzz/corpus
-	$(FUZZ_CC) $(FUZZ_CFLAGS) tests/fuzz/fuzz_gguf.c $(LIB_SRC) -o build/fuzz/fuzz_gguf -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) tests/fuzz/fuzz_gguf.c build/fuzz/lib/libsmoe.a \
+	    -o build/fuzz/fuzz_gguf -lm
 	@cp tests/fuzz/corpus/* build/fuzz/corpus/
 	$(if $(FUZZ_SECONDS),build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	    -print_final_stats=1 -artifact_prefix=build/fuzz/ $(FUZZ_FLAGS) build/fuzz/corpus)
