@@ -238,6 +238,9 @@ typedef struct smoe_ctx_params {
     int32_t n_ctx;      /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
     int32_t n_batch;    /* most tokens per forward step; longer inputs are split */
     int32_t n_threads;  /* worker threads, >= 1 */
+    bool reference;     /* plain reference kernels: dequantize weights, f32 math (slow; for
+                         * validation). Default false: SIMD kernels on quantized activations,
+                         * as llama.cpp computes. */
 } smoe_ctx_params;
 
 smoe_ctx_params smoe_ctx_default_params(void);
@@ -341,6 +344,107 @@ smoe_status smoe_sampler_sample(smoe_sampler *s, const float *logits, int32_t *o
 /* Tell the sampler a token was emitted (for the repetition penalty). */
 void smoe_sampler_accept(smoe_sampler *s, int32_t id);
 void smoe_sampler_reset(smoe_sampler *s);
+
+/* ---------------------------------------------------------------- synthetic models */
+
+/* Random-weight models in llama.cpp's Mixtral layout, for benchmarks and tests: the
+ * same tensors, shapes and weight types a converted + quantized Mixtral has, filled with
+ * seeded random blocks whose scales keep activations O(1). Not a trained model. */
+
+/* Progress of smoe_synth_model: called after each tensor is produced (before it is
+ * written), with the tensor's name, and byte counts of tensor data. */
+typedef void (*smoe_synth_progress_fn)(void *user, int64_t tensor, int64_t n_tensors, uint64_t bytes_done,
+                                       uint64_t bytes_total, const char *name);
+
+typedef struct smoe_synth_params {
+    int32_t n_embd;         /* D */
+    int32_t n_layer;
+    int32_t n_head;         /* H; must divide n_embd, head size even */
+    int32_t n_head_kv;      /* Hkv; must divide n_head */
+    int32_t n_ff;           /* F: hidden size of each expert (or of the dense FFN) */
+    int32_t n_expert;       /* E; 0 = dense FFN, else >= 2 */
+    int32_t n_expert_used;  /* K, 1..E */
+    int32_t n_ctx;          /* llama.context_length */
+    float rope_freq_base;
+    float norm_eps;
+    const char *type;       /* "F32" "F16" "BF16" "Q8_0" "Q4_0" "Q4_1" "Q5_0" "Q5_1" "Q2_K" "Q3_K"
+                               "Q4_K" "Q5_K" "Q6_K" (every matrix that type, like llama-quantize
+                               --pure) or the mixes "Q3_K_M" "Q4_K_M" "Q5_K_M" (llama.cpp's
+                               per-tensor choice); see smoe_synth_tensor_type */
+    uint64_t seed;          /* same params + seed -> identical file bytes */
+    const char *vocab_path; /* GGUF whose tokenizer.ggml.* keys are copied (required) */
+    int32_t vocab_n;        /* 0 = the whole vocabulary; N = only its first N tokens (tests) */
+    const char *name;       /* general.name; NULL = "smoe-synth" */
+    bool check_space;       /* fail with SMOE_ERR_IO before writing if the disk is short */
+    smoe_synth_progress_fn progress; /* NULL = none */
+    void *progress_user;
+} smoe_synth_params;
+
+/* Defaults: the bench-m preset, type Q4_K_M, seed 0, check_space on, no vocabulary path. */
+smoe_synth_params smoe_synth_default_params(void);
+/* Set the dimensions of a named preset, keeping type/seed/vocabulary/callbacks:
+ *   bench-m       D 1024, 8 layers, 16/4 heads, F 3584, 8 experts top-2, ctx 4096, rope 1e6
+ *   mixtral-8x7b  D 4096, 32 layers, 32/8 heads, F 14336, 8 experts top-2, ctx 32768, rope 1e6
+ * SMOE_ERR_NOT_FOUND for another name. */
+smoe_status smoe_synth_preset(const char *name, smoe_synth_params *p);
+/* Name of preset i (0..), NULL past the last. */
+const char *smoe_synth_preset_name(int i);
+/* Name of weight type / mix i (0..), NULL past the last. */
+const char *smoe_synth_type_name(int i);
+/* The dtype the tensor `name` (e.g. "blk.3.ffn_down_exps.weight", ne0 = its row length)
+ * gets under p->type, or -1 with an error for bad params. Norms and routers are F32. */
+int smoe_synth_tensor_type(const smoe_synth_params *p, const char *name, int64_t ne0);
+/* Validate p and compute the bytes of tensor data the file will hold (the file is that
+ * plus a header of about the vocabulary's size). */
+smoe_status smoe_synth_size(const smoe_synth_params *p, uint64_t *data_bytes);
+/* Write the model to path (atomically; tensors are produced while writing, so memory use
+ * is one tensor, not the file). */
+smoe_status smoe_synth_model(const smoe_synth_params *p, const char *path);
+
+/* ---------------------------------------------------------------- quantize */
+
+/* Model file types ("mixes"): one default weight type plus llama.cpp's per-tensor rules
+ * (output Q6_K, more bits for attn_v/attn_output/some ffn_down layers, attn_k/attn_v
+ * Q8_0 with 8 experts). Values are llama.cpp's LLAMA_FTYPE numbers, stored as
+ * general.file_type. */
+typedef enum smoe_ftype {
+    SMOE_FTYPE_F32 = 0,
+    SMOE_FTYPE_F16 = 1,
+    SMOE_FTYPE_Q4_0 = 2,
+    SMOE_FTYPE_Q4_1 = 3,
+    SMOE_FTYPE_Q8_0 = 7,
+    SMOE_FTYPE_Q5_0 = 8,
+    SMOE_FTYPE_Q5_1 = 9,
+    SMOE_FTYPE_Q2_K = 10,
+    SMOE_FTYPE_Q3_K_S = 11,
+    SMOE_FTYPE_Q3_K_M = 12,
+    SMOE_FTYPE_Q3_K_L = 13,
+    SMOE_FTYPE_Q4_K_S = 14,
+    SMOE_FTYPE_Q4_K_M = 15,
+    SMOE_FTYPE_Q5_K_S = 16,
+    SMOE_FTYPE_Q5_K_M = 17,
+    SMOE_FTYPE_Q6_K = 18,
+    SMOE_FTYPE_BF16 = 32,
+} smoe_ftype;
+
+/* "Q4_K_M" -> SMOE_FTYPE_Q4_K_M, case-insensitive; "Q3_K"/"Q4_K"/"Q5_K" mean the _M mix.
+ * Unknown names fail with SMOE_ERR_INVALID_ARG (the message lists the known ones). */
+smoe_status smoe_ftype_from_name(const char *name, smoe_ftype *out);
+/* Canonical name ("Q4_K_M"), or NULL for a value that is not a smoe_ftype. */
+const char *smoe_ftype_name(smoe_ftype ftype);
+
+/* Progress of smoe_model_quantize: called before each tensor with done = tensors finished
+ * so far, total = tensor count and its name, and once more with done == total and
+ * tensor == NULL before the file is written. Runs on the calling thread. */
+typedef void (*smoe_progress_fn)(void *user, int64_t done, int64_t total, const char *tensor);
+
+/* Convert the GGUF model at in_path (any tensor types smoe can dequantize) to the mix
+ * ftype and write it atomically to out_path: metadata copied, general.file_type and
+ * general.quantization_version (2) set, tensors in llama.cpp's order. Norms, 1-D tensors
+ * and the MoE router keep their type. n_threads <= 0 uses every online CPU. The output is
+ * built in memory (about its final size) before it is written. progress may be NULL. */
+smoe_status smoe_model_quantize(const char *in_path, const char *out_path, smoe_ftype ftype, int n_threads,
+                                smoe_progress_fn progress, void *user);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 
 smoe_ctx_params smoe_ctx_default_params(void) {
-    smoe_ctx_params p = {.n_ctx = 0, .n_batch = 256, .n_threads = 1};
+    smoe_ctx_params p = {.n_ctx = 0, .n_batch = 256, .n_threads = 1, .reference = false};
     return p;
 }
 
@@ -32,6 +32,7 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
     c->n_ctx = p.n_ctx;
     c->n_batch = p.n_batch;
     c->n_threads = p.n_threads;
+    c->reference = p.reference;
     smoe_status st = smoe_pool_init(p.n_threads, &c->pool);
     if (st) {
         free(c);
@@ -57,6 +58,8 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
               (c->dq = smoe_alloc_aligned(nt * (size_t)m->max_cols, sizeof(float))) &&
               (c->out_rows = smoe_alloc_aligned(T * D, sizeof(float))) &&
               (c->rscratch = smoe_alloc_aligned(2 * E, sizeof(float)));
+    /* quantized activations: at most 4 bytes per value (F32 is the widest vec_dot_type) */
+    for (int i = 0; i < 3 && ok; i++) ok = (c->xq[i] = smoe_alloc_aligned(T * (size_t)m->max_cols, sizeof(float))) != NULL;
     if (!ok) {
         size_t kv_mib = 2 * L * C * Dkv * sizeof(float) >> 20;
         smoe_ctx_free(c);
@@ -72,6 +75,7 @@ void smoe_ctx_free(smoe_ctx *c) {
     float *fbufs[] = {c->k_cache, c->v_cache, c->h, c->xn, c->q, c->att, c->tmp, c->rlogits, c->rw,
                       c->ex_w, c->xg, c->hg, c->hu, c->yg, c->scores, c->dq, c->out_rows, c->rscratch};
     for (size_t i = 0; i < sizeof fbufs / sizeof *fbufs; i++) smoe_free_aligned(fbufs[i]);
+    for (int i = 0; i < 3; i++) smoe_free_aligned(c->xq[i]);
     smoe_free_aligned(c->rids);
     smoe_free_aligned(c->ex_tok);
     smoe_free_aligned(c->ex_off);

@@ -7,61 +7,19 @@
  *               h += MoE(x) or SwiGLU(x)                          x = RMSNorm(h) * ffn_norm
  *   logits = output . (RMSNorm(h) * output_norm)
  *
- * One op call per line, with the shape it produces. The ops run on the context's thread
- * pool through the small task wrappers at the top; everything else lives in ops_ref.c
- * (kernels), router.c (expert choice) and context.c (buffers).
+ * One op call per line, with the shape it produces. The heavy ops run on the context's
+ * thread pool (cpu/cpu_ops.c, kernels in ops_ref.c and cpu/); expert choice is in
+ * router.c and the buffers are allocated in context.c.
  */
+#include "cpu/cpu_ops.h"
 #include "model.h"
 #include "ops.h"
 #include "router.h"
 
 #include <string.h>
 
-/* ------------------------------------------------------------------ parallel wrappers */
-
-typedef struct mm_task {
-    float *y;
-    const float *x;
-    const smoe_tensor *W;
-    int64_t T;
-    smoe_ctx *c;
-} mm_task;
-
-static void mm_kernel(void *arg, int ith, int nth) {
-    mm_task *a = arg;
-    int64_t r0, r1;
-    smoe_split(a->W->rows, ith, nth, &r0, &r1);
-    smoe_op_matmul_rows(a->y, a->x, a->W, a->T, r0, r1, a->c->dq + (size_t)ith * (size_t)a->c->model->max_cols);
-}
-
-/* y[T][W.rows] = x[T][W.cols] @ W^T */
-static void matmul(smoe_ctx *c, float *y, const float *x, const smoe_tensor *W, int64_t T) {
-    mm_task a = {y, x, W, T, c};
-    smoe_pool_run(c->pool, mm_kernel, &a);
-}
-
-typedef struct attn_task {
-    smoe_ctx *c;
-    int il;
-    int32_t T;
-} attn_task;
-
-static void attn_kernel(void *arg, int ith, int nth) {
-    attn_task *a = arg;
-    smoe_ctx *c = a->c;
-    const smoe_model_info *inf = &c->model->info;
-    const int H = inf->n_head, Dh = inf->head_dim, group = inf->n_head / inf->n_head_kv;
-    const int64_t Dkv = (int64_t)inf->n_head_kv * Dh;
-    const float *kc = c->k_cache + (size_t)a->il * c->n_ctx * Dkv;
-    const float *vc = c->v_cache + (size_t)a->il * c->n_ctx * Dkv;
-    int64_t w0, w1;
-    smoe_split((int64_t)a->T * H, ith, nth, &w0, &w1);
-    for (int64_t w = w0; w < w1; w++) {
-        const int64_t t = w / H, hq = w % H, hk = hq / group; /* query head hq reads kv head hq / (H/Hkv) */
-        smoe_op_attend(c->att + t * H * Dh + hq * Dh, c->q + t * H * Dh + hq * Dh, kc + hk * Dh, vc + hk * Dh, Dkv,
-                       c->n_past + (int32_t)t + 1, Dh, c->scores + (size_t)ith * c->n_ctx);
-    }
-}
+/* the ops run on the context's thread pool; see cpu/cpu_ops.c */
+#define matmul smoe_cpu_matmul
 
 /* ------------------------------------------------------------------ feed-forward blocks */
 
@@ -92,8 +50,9 @@ static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, 
         const int32_t *tok = c->ex_tok + c->ex_off[e];
         const float *w = c->ex_w + c->ex_off[e];
         for (int32_t i = 0; i < n_e; i++) memcpy(c->xg + (size_t)i * D, c->xn + (size_t)tok[i] * D, sizeof(float) * D);
-        matmul(c, c->hg, c->xg, &l->exp_gate[e], n_e);                 /* [n_e][F] */
-        matmul(c, c->hu, c->xg, &l->exp_up[e], n_e);                   /* [n_e][F] */
+        const smoe_tensor *gu[2] = {&l->exp_gate[e], &l->exp_up[e]};
+        float *gu_out[2] = {c->hg, c->hu};
+        smoe_cpu_matmul_n(c, c->xg, n_e, 2, gu, gu_out);                /* [n_e][F] gate, up */
         smoe_op_swiglu(c->hg, c->hu, (int64_t)n_e * F);                 /* [n_e][F] */
         matmul(c, c->yg, c->hg, &l->exp_down[e], n_e);                 /* [n_e][D] */
         for (int32_t i = 0; i < n_e; i++)                               /* out[tok] += w * y */
@@ -105,8 +64,9 @@ static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, 
 /* out[T][D] = down(silu(gate x) * up x) */
 static void dense_ffn(smoe_ctx *c, const smoe_layer *l, int32_t T, float *out) {
     const int64_t F = c->model->info.n_ff;
-    matmul(c, c->hg, c->xn, &l->ffn_gate, T);                          /* [T][F] */
-    matmul(c, c->hu, c->xn, &l->ffn_up, T);                            /* [T][F] */
+    const smoe_tensor *gu[2] = {&l->ffn_gate, &l->ffn_up};
+    float *gu_out[2] = {c->hg, c->hu};
+    smoe_cpu_matmul_n(c, c->xn, T, 2, gu, gu_out);                     /* [T][F] gate, up */
     smoe_op_swiglu(c->hg, c->hu, T * F);                                /* [T][F] */
     matmul(c, out, c->hg, &l->ffn_down, T);                            /* [T][D] */
 }
@@ -132,15 +92,14 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
 
         /* attention */
         smoe_op_rmsnorm(c->xn, c->h, l->attn_norm, T, D, inf->norm_eps);  /* [T][D] */
-        matmul(c, c->q, c->xn, &l->wq, T);                                /* [T][H*Dh] */
-        matmul(c, kc, c->xn, &l->wk, T);                                  /* [T][Hkv*Dh] into the cache */
-        matmul(c, vc, c->xn, &l->wv, T);                                  /* [T][Hkv*Dh] into the cache */
+        const smoe_tensor *qkv[3] = {&l->wq, &l->wk, &l->wv};
+        float *qkv_out[3] = {c->q, kc, vc};
+        smoe_cpu_matmul_n(c, c->xn, T, 3, qkv, qkv_out);                 /* [T][H*Dh], [T][Hkv*Dh] x2 (k, v into the cache) */
         for (int32_t t = 0; t < T; t++) {
             smoe_op_rope(c->q + t * Dq, inf->n_head, inf->head_dim, inf->rope_dim, c->n_past + t, inf->rope_freq_base);
             smoe_op_rope(kc + t * Dkv, inf->n_head_kv, inf->head_dim, inf->rope_dim, c->n_past + t, inf->rope_freq_base);
         }
-        attn_task at = {c, il, T};
-        smoe_pool_run(c->pool, attn_kernel, &at);                          /* [T][H*Dh] causal */
+        smoe_cpu_attention(c, il, T);                                     /* [T][H*Dh] causal */
         matmul(c, c->tmp, c->att, &l->wo, T);                             /* [T][D] */
         add_inplace(c->h, c->tmp, T * D);                                 /* h += attn */
 

@@ -49,6 +49,7 @@ static smoe_status get_matrix(smoe_model *m, const char *name, int64_t cols, int
     out->rows = rows;
     out->row_bytes = (size_t)(cols / tr->block_size) * tr->block_bytes;
     out->data = smoe_gguf_tensor_data(g, i);
+    out->kern = smoe_kernels_get(dt);
     if (m->max_cols < cols) m->max_cols = cols;
     return SMOE_OK;
 }

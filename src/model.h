@@ -11,6 +11,7 @@
 #define SMOE_MODEL_H
 
 #include "smoe_internal.h"
+#include "cpu/kernels.h"
 #include "cpu/threadpool.h"
 
 /* A 2-D view of weights: `rows` rows of `cols` values of type dtype, rows `row_bytes` apart. */
@@ -20,6 +21,7 @@ typedef struct smoe_tensor {
     int64_t rows;           /* rows (the "out" size) */
     size_t row_bytes;
     const uint8_t *data;    /* mapped file memory */
+    const smoe_kernel *kern;/* fast dot product for this dtype (NULL: reference path only) */
 } smoe_tensor;
 
 typedef struct smoe_layer {
@@ -56,6 +58,7 @@ struct smoe_model {
 struct smoe_ctx {
     const smoe_model *model;
     int32_t n_ctx, n_batch, n_threads, n_past;
+    bool reference;               /* reference kernels only (dequantize + f32 math) */
     smoe_pool *pool;
     float *k_cache;               /* [L][C][Hkv*Dh] */
     float *v_cache;               /* [L][C][Hkv*Dh] */
@@ -78,6 +81,7 @@ struct smoe_ctx {
     float *dq;                    /* [nthreads][max_cols] dequantization scratch */
     float *out_rows;              /* [T][D] final normed rows for the logits */
     float *rscratch;              /* [2E] router scratch */
+    uint8_t *xq[3];               /* [T][row bytes] activations in a vec_dot_type, one per weight of a fused matmul */
     smoe_route_fn route_fn;
     void *route_user;
 };

@@ -36,12 +36,15 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
+static bool g_reference; /* run() uses the reference kernels */
+
 /* Run ids through a model; batch (one call) or decode (one token at a time). */
 static float *run(smoe_model *m, const int32_t *ids, int n, bool decode, int threads) {
     smoe_ctx_params cp = smoe_ctx_default_params();
     cp.n_ctx = 512;
     cp.n_batch = 512;
     cp.n_threads = threads;
+    cp.reference = g_reference;
     smoe_ctx *c = NULL;
     float *lg = malloc(sizeof(float) * (size_t)n * V);
     if (smoe_ctx_init(m, &cp, &c) != SMOE_OK || !lg) {
@@ -231,15 +234,74 @@ done:
     return ok;
 }
 
+/* Expert choices of every layer and position of ids (n <= 64) with the given kernels. */
+static int routes_of(smoe_model *m, const int32_t *ids, int n, bool reference, route_log *log) {
+    smoe_ctx *c = NULL;
+    smoe_ctx_params cp = smoe_ctx_default_params();
+    cp.n_ctx = 64;
+    cp.n_threads = 2;
+    cp.reference = reference;
+    memset(log, 0, sizeof *log);
+    if (smoe_ctx_init(m, &cp, &c)) return 0;
+    smoe_ctx_set_route_observer(c, on_route, log);
+    int ok = smoe_ctx_decode(c, ids, n, NULL, false) == SMOE_OK;
+    smoe_ctx_free(c);
+    return ok;
+}
+
+/* max and rms of |a - b| */
+static void diff_stats(const float *a, const float *b, size_t n, double *mx, double *rms) {
+    double m = 0, ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d;
+        ss += d * d;
+    }
+    *mx = m;
+    *rms = sqrt(ss / (double)n);
+}
+
+/* One weight type: the reference path against the Mistral reference on the dequantized
+ * weights (1e-4), and the fast path (quantized activations, as llama.cpp) against
+ * llama.cpp's own logits for the file (0.25 max, 0.04 rms) with the same expert choices
+ * as the reference path. */
 static void test_type(const char *file_type, const char *path) {
     smoe_model *m = NULL;
     char label[96], golden[96];
-    snprintf(label, sizeof label, "%s deq-ref n64", file_type);
-    snprintf(golden, sizeof golden, "model/logits-deqref-%s-n64.f32", file_type);
     smoe_status st = smoe_model_load(path, NULL, &m);
     CHECK(st == SMOE_OK, "load %s: %s", path, smoe_last_error());
     if (st) return;
+    snprintf(label, sizeof label, "%s reference vs deq-ref n64", file_type);
+    snprintf(golden, sizeof golden, "model/logits-deqref-%s-n64.f32", file_type);
+    g_reference = true;
     check_golden(m, "model/ids-n64.json", golden, false, 2, TOL, label);
+    g_reference = false;
+
+    int32_t ids[64];
+    int n = load_ids("model/ids-n64.json", ids, 64);
+    snprintf(golden, sizeof golden, "model/logits-%s-n64.f32", file_type);
+    size_t gsz = 0;
+    float *ref = th_read_file(th_data(golden), &gsz), *lg = run(m, ids, n, false, 2);
+    CHECK(ref && lg && gsz == sizeof(float) * 64 * V, "%s: fast path / golden", file_type);
+    if (ref && lg && gsz == sizeof(float) * 64 * V) {
+        double mx, rms;
+        diff_stats(lg, ref, (size_t)64 * V, &mx, &rms);
+        CHECK(mx <= 0.25 && rms <= 0.04, "%s fast vs llama.cpp: max %.3g rms %.3g", file_type, mx, rms);
+        printf("  %-44s max|diff| %.3g  rms %.3g\n", file_type, mx, rms);
+    }
+    free(ref);
+    free(lg);
+    static route_log fast, slow;
+    CHECK(routes_of(m, ids, n, false, &fast) && routes_of(m, ids, n, true, &slow), "routing runs");
+    /* the same set of experts per (layer, token); their order may flip on a near-tie of the
+     * top two logits, which changes nothing in the output */
+    int differ = 0;
+    for (int l = 0; l < 2; l++)
+        for (int t = 0; t < 64; t++) {
+            const int32_t *a = fast.ids[l][t], *b = slow.ids[l][t];
+            differ += !((a[0] == b[0] && a[1] == b[1]) || (a[0] == b[1] && a[1] == b[0]));
+        }
+    CHECK(differ == 0, "%s: the fast path picks other experts at %d of 128 (layer, token)", file_type, differ);
     smoe_model_free(m);
 }
 
@@ -252,12 +314,16 @@ int main(void) {
               inf->n_expert == 8 && inf->n_expert_used == 2 && inf->n_ff == 256 && inf->rope_freq_base == 1e6f,
           "hyper-parameters");
 
-    printf("F32 against llama.cpp:\n");
-    check_golden(m, "model/ids-n8.json", "model/logits-F32-n8.f32", false, 1, TOL, "F32 n8 batch");
-    check_golden(m, "model/ids-n64.json", "model/logits-F32-n64.f32", false, 2, TOL, "F32 n64 batch");
-    check_golden(m, "model/ids-n200.json", "model/logits-F32-n200.f32", false, 2, TOL, "F32 n200 batch");
-    check_golden(m, "model/ids-n64.json", "model/logits-F32-n64-seq.f32", true, 1, TOL, "F32 n64 decode vs llama.cpp seq");
-    check_golden(m, "model/ids-n64.json", "model/logits-F32-n64.f32", true, 2, TOL, "F32 n64 decode vs batch golden");
+    for (int pass = 0; pass < 2; pass++) {
+        g_reference = pass == 1;
+        printf("F32 against llama.cpp, %s kernels:\n", g_reference ? "reference" : "fast");
+        check_golden(m, "model/ids-n8.json", "model/logits-F32-n8.f32", false, 1, TOL, "F32 n8 batch");
+        check_golden(m, "model/ids-n64.json", "model/logits-F32-n64.f32", false, 2, TOL, "F32 n64 batch");
+        check_golden(m, "model/ids-n200.json", "model/logits-F32-n200.f32", false, 2, TOL, "F32 n200 batch");
+        check_golden(m, "model/ids-n64.json", "model/logits-F32-n64-seq.f32", true, 1, TOL, "F32 n64 decode vs llama.cpp seq");
+        check_golden(m, "model/ids-n64.json", "model/logits-F32-n64.f32", true, 2, TOL, "F32 n64 decode vs batch golden");
+    }
+    g_reference = false;
 
     /* our own decode path against our own batch path, and thread-count invariance */
     int32_t ids[64];
@@ -276,7 +342,8 @@ int main(void) {
     test_bad_input(m);
     smoe_model_free(m);
 
-    printf("quantized types, reference path (dequantize + f32) against the Mistral reference:\n");
+    printf("each type: reference path vs the Mistral reference on its dequantized weights, then the\n"
+           "fast path (quantized activations) vs llama.cpp's logits for the same file:\n");
     static const char *types[] = {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K"};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         char path[128];

@@ -1,0 +1,132 @@
+/*
+ * bench_kernels.c - micro-benchmark of the dot-product kernels (src/cpu/kernels.h): for
+ * every weight type and every ISA variant this CPU runs, the time of a 4096 x 4096
+ * matrix-vector product done row by row with vec_dot on one thread, reported as GB/s of
+ * weight bytes streamed, plus the activation quantizer's time for one 4096-row.
+ *
+ * What it does not do: threading, tiling, or checking results (tests/test_kernels.c
+ * does that). Not part of the test suite. Build and run from the repository root, after
+ * `make` has built build/libsmoe.a:
+ *
+ *   cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Isrc bench/bench_kernels.c build/libsmoe.a \
+ *      -lm -pthread -o build/bench_kernels && ./build/bench_kernels [type ...]
+ *
+ * Weights are random quant bytes with sane fp16 scales (the speed of these kernels does
+ * not depend on the values). Set BENCH_SECONDS=x in the environment for longer runs.
+ */
+#include "smoe.h"
+#include "cpu/kernels.h"
+#include "quant/quant.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define N 4096
+#define ROWS 4096
+
+static unsigned long long g_rng = 42;
+
+static unsigned long long rng(void) {
+    unsigned long long z = (g_rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float rndf(void) { return (float)((rng() >> 40) * (1.0 / (1ull << 24)) * 2.0 - 1.0); }
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void put16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* Random weights: floats for F32/F16/BF16, otherwise random bytes whose fp16 fields
+ * (all scales are at offsets 0/2 or at the end of the block) get small finite values. */
+static void fill(int t, uint8_t *w, size_t bytes) {
+    if (t == SMOE_DTYPE_F32) {
+        for (size_t i = 0; i < bytes / 4; i++) {
+            const float f = rndf();
+            memcpy(w + 4 * i, &f, 4);
+        }
+        return;
+    }
+    if (t == SMOE_DTYPE_F16 || t == SMOE_DTYPE_BF16) {
+        for (size_t i = 0; i < bytes / 2; i++)
+            put16(w + 2 * i, t == SMOE_DTYPE_F16 ? smoe_f32_to_f16(rndf()) : smoe_f32_to_bf16(rndf()));
+        return;
+    }
+    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)rng();
+    const size_t bb = smoe_dtype_block_bytes(t);
+    const uint16_t s = smoe_f32_to_f16(0.01f);
+    for (size_t b = 0; b < bytes / bb; b++) {
+        uint8_t *p = w + b * bb;
+        switch (t) {
+        case SMOE_DTYPE_Q2_K: put16(p + bb - 4, s), put16(p + bb - 2, s); break;
+        case SMOE_DTYPE_Q3_K:
+        case SMOE_DTYPE_Q6_K: put16(p + bb - 2, s); break;
+        default: put16(p, s), put16(p + 2, s); break; /* d (and m/dmin, else quants) */
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    static const int types[] = {SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q5_1,
+                                SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q4_K,
+                                SMOE_DTYPE_Q5_K, SMOE_DTYPE_Q6_K, SMOE_DTYPE_F16,  SMOE_DTYPE_BF16,
+                                SMOE_DTYPE_F32};
+    const char *sec = getenv("BENCH_SECONDS");
+    const double budget = sec ? atof(sec) : 0.3;
+    float *x = malloc(N * sizeof *x), *y = malloc(ROWS * sizeof *y);
+    uint8_t *a = malloc(N * 4 + 64);
+    for (int i = 0; i < N; i++) x[i] = rndf();
+    printf("%-5s %-7s %10s %9s %12s\n", "type", "isa", "ms/matvec", "GB/s", "quant us/row");
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const int t = types[ti];
+        if (argc > 1) {
+            int want = 0;
+            for (int k = 1; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
+            if (!want) continue;
+        }
+        const size_t rowbytes = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
+        uint8_t *w = malloc(rowbytes * ROWS);
+        fill(t, w, rowbytes * ROWS);
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(t, v, 8);
+        for (int k = 0; k < nv; k++) {
+            /* activation quantizer */
+            double qus = 1e30, t0, t1;
+            const double qstart = now();
+            do {
+                t0 = now();
+                v[k].act_quant(x, a, N);
+                t1 = now();
+                if ((t1 - t0) * 1e6 < qus) qus = (t1 - t0) * 1e6;
+            } while (t1 - qstart < 0.02);
+            /* matvec: one untimed warm-up pass, then as many as fit the budget */
+            for (int r = 0; r < ROWS; r++) y[r] = v[k].vec_dot(N, w + (size_t)r * rowbytes, a);
+            /* the best pass: other processes on a shared machine only ever slow a pass */
+            double per = 1e30;
+            const double start = now();
+            do {
+                t0 = now();
+                for (int r = 0; r < ROWS; r++) y[r] = v[k].vec_dot(N, w + (size_t)r * rowbytes, a);
+                t1 = now();
+                if (t1 - t0 < per) per = t1 - t0;
+            } while (t1 - start < budget);
+            printf("%-5s %-7s %10.3f %9.2f %12.2f   (y[0] %g)\n", smoe_dtype_name(t), v[k].isa, per * 1e3,
+                   (double)rowbytes * ROWS / per * 1e-9, qus, y[0]);
+        }
+        free(w);
+    }
+    free(x), free(y), free(a);
+    return 0;
+}

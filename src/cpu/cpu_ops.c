@@ -1,0 +1,153 @@
+/*
+ * cpu_ops.c - parallel execution of the forward pass's heavy ops (see cpu_ops.h).
+ *
+ * Fast matmul: the input rows are quantized once into the weight's vec_dot_type (Q8_0,
+ * Q8_1, Q8_K, F16, BF16 or F32, as llama.cpp does), then every output is one vec_dot of a
+ * weight row with an activation row. Threads split the output rows; each weight row is
+ * loaded once and dotted with all T tokens while it sits in L1.
+ */
+#include "cpu/cpu_ops.h"
+#include "ops.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------ reference path */
+
+typedef struct ref_task {
+    float *y;
+    const float *x;
+    const smoe_tensor *W;
+    int64_t T;
+    smoe_ctx *c;
+} ref_task;
+
+static void ref_kernel(void *arg, int ith, int nth) {
+    ref_task *a = arg;
+    int64_t r0, r1;
+    smoe_split(a->W->rows, ith, nth, &r0, &r1);
+    smoe_op_matmul_rows(a->y, a->x, a->W, a->T, r0, r1, a->c->dq + (size_t)ith * (size_t)a->c->model->max_cols);
+}
+
+/* ------------------------------------------------------------------ fast path */
+
+typedef struct mmq_task {
+    smoe_ctx *c;
+    const float *x;
+    int64_t T, n_in;
+    int nw;
+    const smoe_tensor *W[3];
+    float *y[3];
+    const uint8_t *xq[3];  /* input rows of weight i in its vec_dot_type (slots shared by type) */
+    size_t qstride[3];     /* bytes between those rows */
+    int n_quant;           /* slots c->xq[0..n_quant-1] to fill, each by its kernel */
+    const smoe_kernel *quant_kern[3];
+    size_t slot_stride[3];
+    int64_t rows_total;
+} mmq_task;
+
+static size_t row_bytes(int dtype, int64_t n) {
+    return (size_t)(n / smoe_dtype_block_size(dtype)) * smoe_dtype_block_bytes(dtype);
+}
+
+static void quant_kernel(void *arg, int ith, int nth) {
+    mmq_task *a = arg;
+    int64_t t0, t1;
+    smoe_split(a->T, ith, nth, &t0, &t1);
+    for (int s = 0; s < a->n_quant; s++)
+        for (int64_t t = t0; t < t1; t++)
+            a->quant_kern[s]->act_quant(a->x + t * a->n_in, a->c->xq[s] + (size_t)t * a->slot_stride[s], a->n_in);
+}
+
+static void mmq_kernel(void *arg, int ith, int nth) {
+    mmq_task *a = arg;
+    int64_t g0, g1, base = 0;
+    smoe_split(a->rows_total, ith, nth, &g0, &g1);
+    for (int i = 0; i < a->nw; i++) {
+        const smoe_tensor *W = a->W[i];
+        const int64_t r0 = SMOE_MAX(g0 - base, 0), r1 = SMOE_MIN(g1 - base, W->rows);
+        base += W->rows;
+        if (r0 >= r1) continue;
+        const smoe_vec_dot_fn dot = W->kern->vec_dot;
+        const uint8_t *xq = a->xq[i];
+        const size_t qs = a->qstride[i];
+        float *y = a->y[i];
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *w = W->data + (size_t)r * W->row_bytes;
+            for (int64_t t = 0; t < a->T; t++) y[t * W->rows + r] = dot(W->cols, w, xq + (size_t)t * qs);
+        }
+    }
+}
+
+void smoe_cpu_matmul_n(smoe_ctx *c, const float *x, int64_t T, int n, const smoe_tensor *const *W, float *const *y) {
+    SMOE_ASSERT(n >= 1 && n <= 3);
+    bool fast = !c->reference;
+    for (int i = 0; i < n; i++) fast &= W[i]->kern != NULL;
+    if (!fast) {
+        for (int i = 0; i < n; i++) {
+            ref_task a = {y[i], x, W[i], T, c};
+            smoe_pool_run(c->pool, ref_kernel, &a);
+        }
+        return;
+    }
+    mmq_task a = {.c = c, .x = x, .T = T, .n_in = W[0]->cols, .nw = n};
+    for (int i = 0; i < n; i++) {
+        SMOE_ASSERT(W[i]->cols == a.n_in);
+        const smoe_kernel *k = W[i]->kern;
+        a.W[i] = W[i];
+        a.y[i] = y[i];
+        a.rows_total += W[i]->rows;
+        if (k->vec_dot_type == SMOE_DTYPE_F32) { /* the input is already in that type */
+            a.xq[i] = (const uint8_t *)x;
+            a.qstride[i] = sizeof(float) * (size_t)a.n_in;
+            continue;
+        }
+        int s = 0;
+        while (s < a.n_quant && a.quant_kern[s]->vec_dot_type != k->vec_dot_type) s++;
+        if (s == a.n_quant) { /* first weight wanting this activation type: quantize into slot s */
+            a.quant_kern[s] = k;
+            a.slot_stride[s] = row_bytes(k->vec_dot_type, a.n_in);
+            a.n_quant++;
+        }
+        a.xq[i] = c->xq[s];
+        a.qstride[i] = a.slot_stride[s];
+    }
+    if (a.n_quant) {
+        if (T == 1) quant_kernel(&a, 0, 1); /* one row: not worth waking the pool */
+        else smoe_pool_run(c->pool, quant_kernel, &a);
+    }
+    smoe_pool_run(c->pool, mmq_kernel, &a);
+}
+
+void smoe_cpu_matmul(smoe_ctx *c, float *y, const float *x, const smoe_tensor *W, int64_t T) {
+    smoe_cpu_matmul_n(c, x, T, 1, &W, &y);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+typedef struct attn_task {
+    smoe_ctx *c;
+    int il;
+    int32_t T;
+} attn_task;
+
+static void attn_kernel(void *arg, int ith, int nth) {
+    attn_task *a = arg;
+    smoe_ctx *c = a->c;
+    const smoe_model_info *inf = &c->model->info;
+    const int H = inf->n_head, Dh = inf->head_dim, group = inf->n_head / inf->n_head_kv;
+    const int64_t Dkv = (int64_t)inf->n_head_kv * Dh;
+    const float *kc = c->k_cache + (size_t)a->il * c->n_ctx * Dkv;
+    const float *vc = c->v_cache + (size_t)a->il * c->n_ctx * Dkv;
+    int64_t w0, w1;
+    smoe_split((int64_t)a->T * H, ith, nth, &w0, &w1);
+    for (int64_t w = w0; w < w1; w++) {
+        const int64_t t = w / H, hq = w % H, hk = hq / group; /* query head hq reads kv head hq / (H/Hkv) */
+        smoe_op_attend(c->att + t * H * Dh + hq * Dh, c->q + t * H * Dh + hq * Dh, kc + hk * Dh, vc + hk * Dh, Dkv,
+                       c->n_past + (int32_t)t + 1, Dh, c->scores + (size_t)ith * c->n_ctx);
+    }
+}
+
+void smoe_cpu_attention(smoe_ctx *c, int il, int32_t T) {
+    attn_task a = {c, il, T};
+    smoe_pool_run(c->pool, attn_kernel, &a);
+}

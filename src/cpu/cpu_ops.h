@@ -1,0 +1,22 @@
+/*
+ * cpu_ops.h - the forward pass's ops as the CPU runs them: each call splits its work over
+ * the context's thread pool (static row partitioning, so a thread count gives the same
+ * bits every run) and picks the fast kernels (kernels.h) or, when the context asks for
+ * it, the reference ones (ops_ref.c).
+ */
+#ifndef SMOE_CPU_OPS_H
+#define SMOE_CPU_OPS_H
+
+#include "model.h"
+
+/* y[T][W.rows] = x[T][W.cols] @ W^T */
+void smoe_cpu_matmul(smoe_ctx *c, float *y, const float *x, const smoe_tensor *W, int64_t T);
+
+/* Several weights reading the same input (q/k/v; an expert's gate and up): the input is
+ * quantized once per vec_dot type and all rows run as one parallel job. n <= 3. */
+void smoe_cpu_matmul_n(smoe_ctx *c, const float *x, int64_t T, int n, const smoe_tensor *const *W, float *const *y);
+
+/* Causal attention of the T new tokens of layer il over the KV cache -> c->att. */
+void smoe_cpu_attention(smoe_ctx *c, int il, int32_t T);
+
+#endif /* SMOE_CPU_OPS_H */

@@ -1,0 +1,544 @@
+/*
+ * test_kernels.c - tests of the CPU dot-product kernels and activation quantizers
+ * (src/cpu/kernels.h): for every weight type, every ISA variant this CPU runs
+ * (smoe_kernels_all) and row lengths of 1, 3, 7 blocks, 4096 and 14336 values (plus odd
+ * lengths for the float types), on random weights (random quant bytes with sane fp16
+ * scales, and all-ones / all-zeros bytes for saturation) and normal-ish activations of
+ * several magnitudes:
+ *   - each variant's vec_dot vs the scalar reference on the same inputs, within f32
+ *     accumulation error (they compute the same integer block sums);
+ *   - the reference vec_dot vs a double dot of the dequantized rows (smoe_dequantize),
+ *     which proves the reference right;
+ *   - each variant's activation quantizer bit-identical to the scalar one, its
+ *     dequantized output within the rounding bound of the format, no write past the end
+ *     (sentinel bytes), no NaN/Inf;
+ *   - dispatch: NULL for types without a dot product, SMOE_ISA caps the choice (checked
+ *     in forked children, before this process reads the table).
+ * Prints one line per type with the largest errors seen.
+ */
+#include "smoe.h"
+#include "cpu/kernels.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "testhelp.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SENT 64                    /* sentinel bytes after every output buffer */
+#define U (1.0 / 16777216.0)       /* f32 unit roundoff, 2^-24 */
+
+static const int k_types[] = {
+    SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q5_1, SMOE_DTYPE_Q8_0,
+    SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q4_K, SMOE_DTYPE_Q5_K, SMOE_DTYPE_Q6_K,
+    SMOE_DTYPE_F16,  SMOE_DTYPE_BF16, SMOE_DTYPE_F32,
+};
+#define NTYPES ((int)(sizeof k_types / sizeof k_types[0]))
+
+static unsigned long long g_rng = 0x5eedf00dull;
+
+/* Sum of four uniforms: bell-shaped, unit-ish variance, bounded. */
+static float rnd_normal(void) {
+    float s = 0;
+    for (int i = 0; i < 4; i++) s += th_rng_float(&g_rng);
+    return s * 0.866f;
+}
+
+/* Random fp16 of magnitude log-uniform in [lo, hi], random sign. */
+static uint16_t rnd_scale(float lo, float hi) {
+    const float t = 0.5f * (th_rng_float(&g_rng) + 1.0f);
+    float v = lo * powf(hi / lo, t);
+    if (th_rng_next(&g_rng) & 1) v = -v;
+    return smoe_f32_to_f16(v);
+}
+
+static void put16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* Byte offsets of the fp16 scale fields of a block type: "d" and, for types with a
+ * min, "m"/"dmin" (-1 if none); and the quant byte ranges to clear to get the min-only
+ * row (see min_part). */
+typedef struct layout {
+    int d, m;
+    int q0, q1; /* quant bytes [q0, q1) of a block */
+} layout;
+
+static layout layout_of(int t) {
+    switch (t) {
+    case SMOE_DTYPE_Q4_0: return (layout){offsetof(smoe_block_q4_0, d), -1, 2, 18};
+    case SMOE_DTYPE_Q4_1: return (layout){offsetof(smoe_block_q4_1, d), offsetof(smoe_block_q4_1, m), 4, 20};
+    case SMOE_DTYPE_Q5_0: return (layout){offsetof(smoe_block_q5_0, d), -1, 2, 22};
+    case SMOE_DTYPE_Q5_1: return (layout){offsetof(smoe_block_q5_1, d), offsetof(smoe_block_q5_1, m), 4, 24};
+    case SMOE_DTYPE_Q8_0: return (layout){offsetof(smoe_block_q8_0, d), -1, 2, 34};
+    case SMOE_DTYPE_Q2_K:
+        return (layout){offsetof(smoe_block_q2_K, d), offsetof(smoe_block_q2_K, dmin),
+                        offsetof(smoe_block_q2_K, qs), offsetof(smoe_block_q2_K, d)};
+    case SMOE_DTYPE_Q3_K: return (layout){offsetof(smoe_block_q3_K, d), -1, 0, 0};
+    case SMOE_DTYPE_Q4_K:
+        return (layout){offsetof(smoe_block_q4_K, d), offsetof(smoe_block_q4_K, dmin),
+                        offsetof(smoe_block_q4_K, qs), sizeof(smoe_block_q4_K)};
+    case SMOE_DTYPE_Q5_K:
+        return (layout){offsetof(smoe_block_q5_K, d), offsetof(smoe_block_q5_K, dmin),
+                        offsetof(smoe_block_q5_K, qh), sizeof(smoe_block_q5_K)};
+    case SMOE_DTYPE_Q6_K: return (layout){offsetof(smoe_block_q6_K, d), -1, 0, 0};
+    default: return (layout){-1, -1, 0, 0};
+    }
+}
+
+/* Weight row of n values of type t. fill: 0 random bytes, 1 all 0xff, 2 all 0x00 (the
+ * scale fields are random in every case). Float types: normal values times mag. */
+static void make_weights(int t, uint8_t *w, int64_t n, int fill, float mag) {
+    const int64_t bs = smoe_dtype_block_size(t);
+    const size_t bb = smoe_dtype_block_bytes(t);
+    const size_t bytes = (size_t)(n / bs) * bb;
+    if (t == SMOE_DTYPE_F32) {
+        for (int64_t i = 0; i < n; i++) {
+            const float v = rnd_normal() * mag;
+            memcpy(w + 4 * i, &v, 4);
+        }
+        return;
+    }
+    if (t == SMOE_DTYPE_F16 || t == SMOE_DTYPE_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            const float v = rnd_normal() * mag;
+            put16(w + 2 * i, t == SMOE_DTYPE_F16 ? smoe_f32_to_f16(v) : smoe_f32_to_bf16(v));
+        }
+        return;
+    }
+    for (size_t i = 0; i < bytes; i++)
+        w[i] = fill == 1 ? 0xff : fill == 2 ? 0 : (uint8_t)th_rng_next(&g_rng);
+    const layout L = layout_of(t);
+    const int kquant = bs == SMOE_QK_K;
+    for (int64_t b = 0; b < n / bs; b++) {
+        uint8_t *blk = w + (size_t)b * bb;
+        put16(blk + L.d, kquant ? rnd_scale(1e-4f, 1e-2f) : rnd_scale(1e-3f, 1e-1f));
+        if (L.m >= 0) put16(blk + L.m, kquant ? rnd_scale(1e-4f, 1e-2f) : rnd_scale(1e-3f, 1e-1f));
+    }
+}
+
+/* The "min" part of each weight (quant bits cleared, scales kept) for types with a min,
+ * so that the test knows the size of the two terms that the kernels subtract. */
+static void min_part(int t, const uint8_t *w, int64_t n, float *out) {
+    const layout L = layout_of(t);
+    const int64_t bs = smoe_dtype_block_size(t);
+    const size_t bb = smoe_dtype_block_bytes(t);
+    const size_t bytes = (size_t)(n / bs) * bb;
+    if (L.m < 0) {
+        for (int64_t i = 0; i < n; i++) out[i] = 0;
+        return;
+    }
+    uint8_t *c = malloc(bytes);
+    memcpy(c, w, bytes);
+    for (int64_t b = 0; b < n / bs; b++) memset(c + (size_t)b * bb + L.q0, 0, (size_t)(L.q1 - L.q0));
+    CHECK_OK(smoe_dequantize(t, c, out, n));
+    free(c);
+}
+
+/* Activations: mode 0..2 normal-ish with magnitude 1, 1e-3, 30 (+ outliers); mode 3
+ * constant -mag (every quant at -127: worst case for saturation); mode 4 normal with
+ * a block of zeros at the start and, in every 256-block, both +5 and -5 (the largest
+ * |x| twice with opposite signs: Q8_K must keep the first one's sign); mode 5 exact
+ * rounding ties: one element of each 32 is +-127*2^e, the others are half-integers
+ * times 2^e, so x/d lands exactly on .5 (roundf and nearest-even differ there). */
+static void make_acts(float *x, int64_t n, int mode) {
+    static const float mags[] = {1.0f, 1e-3f, 30.0f, 1.0f, 1.0f, 0.25f};
+    const float mag = mags[mode];
+    for (int64_t i = 0; i < n; i++) {
+        if (mode == 3) {
+            x[i] = -mag;
+        } else if (mode == 5) {
+            const int k = (int)(th_rng_next(&g_rng) % 254) - 127; /* -127 .. 126 */
+            x[i] = (i % 32 == 7) ? ((i / 32) & 1 ? -127.0f : 127.0f) * mag : ((float)k + 0.5f) * mag;
+        } else {
+            x[i] = rnd_normal() * mag;
+            if (mode == 2 && (th_rng_next(&g_rng) % 97) == 0) x[i] *= 20.0f;
+            if (mode == 4 && i < 256) x[i] = 0.0f;
+        }
+    }
+    if (mode == 4)
+        for (int64_t b = 256; b + 256 <= n; b += 256) {
+            const int64_t j0 = b + (int64_t)(th_rng_next(&g_rng) % 128);
+            const int64_t j1 = b + 128 + (int64_t)(th_rng_next(&g_rng) % 128);
+            const float s = (b / 256) & 1 ? 1.0f : -1.0f;
+            x[j0] = 5.0f * s;
+            x[j1] = -5.0f * s;
+        }
+}
+
+static int sentinels_ok(const uint8_t *p) {
+    for (int i = 0; i < SENT; i++)
+        if (p[i] != 0xa5) return 0;
+    return 1;
+}
+
+/* Max error of dequantize(quantize(x)) relative to the format's bound (<= 1 passes),
+ * for an activation row of type vt; also checks the block fields against ggml's rules. */
+static double act_error(int vt, const float *x, const uint8_t *a, const float *af, int64_t n) {
+    double worst = 0;
+    if (vt == SMOE_DTYPE_Q8_0 || vt == SMOE_DTYPE_Q8_1) {
+        const size_t bb = smoe_dtype_block_bytes(vt);
+        for (int64_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = a + (size_t)b * bb;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * b + j]));
+            const double d = amax / 127.0f; /* the quantizer's f32 d */
+            const double d16 = smoe_rd_f16(blk);
+            /* |x - q*d| <= d/2 (up to 1/d's rounding), and the fp16 d adds |q|*|d16 - d| */
+            const double bound = 0.5 * d * (1 + 1e-6) + 127.0 * fabs(d16 - d) + 1e-30;
+            int qsum = 0;
+            for (int j = 0; j < 32; j++) {
+                const double e = fabs((double)x[32 * b + j] - af[32 * b + j]);
+                if (e / bound > worst) worst = e / bound;
+                qsum += ((const int8_t *)blk + (vt == SMOE_DTYPE_Q8_1 ? 4 : 2))[j];
+            }
+            if (vt == SMOE_DTYPE_Q8_1) {
+                const double s = smoe_rd_f16(blk + 2), want = d * qsum;
+                CHECK(fabs(s - want) <= fabs(want) * 1e-3 + 1e-7, "Q8_1 s %g vs d*sum %g", s, want);
+            }
+        }
+    } else if (vt == SMOE_DTYPE_Q8_K) {
+        for (int64_t b = 0; b < n / 256; b++) {
+            const smoe_block_q8_K *blk = (const smoe_block_q8_K *)(a + (size_t)b * sizeof(smoe_block_q8_K));
+            const float d = smoe_bits_to_f32(smoe_rd_u32(blk->d));
+            /* ggml: the first element of largest |x| maps to -127 */
+            float amax = 0;
+            int jm = 0;
+            for (int j = 0; j < 256; j++)
+                if (fabsf(x[256 * b + j]) > amax) amax = fabsf(x[256 * b + j]), jm = j;
+            if (amax > 0) CHECK(blk->qs[jm] == -127, "Q8_K: q of the max element %d", blk->qs[jm]);
+            for (int g = 0; g < 16; g++) {
+                int s = 0;
+                for (int j = 0; j < 16; j++) s += blk->qs[16 * g + j];
+                const int bsum = (int)(int16_t)smoe_rd_u16(blk->bsums[g]);
+                CHECK(bsum == s, "Q8_K bsums[%d] %d vs %d", g, bsum, s);
+            }
+            for (int j = 0; j < 256; j++) {
+                const double xv = x[256 * b + j];
+                const double bound = 0.5 * fabs(d) * (1 + 1e-5) + 2 * U * fabs(xv) + 1e-30;
+                const double e = fabs(xv - af[256 * b + j]);
+                if (e / bound > worst) worst = e / bound;
+            }
+        }
+    } else {
+        /* F16: half an ulp of 11 bits (2^-11 relative) or 2^-25 absolute in the
+         * subnormal range; BF16: 2^-8 relative; F32: exact */
+        const double rel = vt == SMOE_DTYPE_F16 ? 1.0 / 2048 : vt == SMOE_DTYPE_BF16 ? 1.0 / 256 : 0;
+        const double abs_ = vt == SMOE_DTYPE_F16 ? ldexp(1, -25) : vt == SMOE_DTYPE_BF16 ? 1e-38 : 0;
+        for (int64_t i = 0; i < n; i++) {
+            const double e = fabs((double)x[i] - af[i]), bound = rel * fabs(x[i]) + abs_;
+            if (e > 0) {
+                if (bound == 0)
+                    worst = INFINITY;
+                else if (e / bound > worst)
+                    worst = e / bound;
+            }
+        }
+    }
+    return worst;
+}
+
+/* Q8_1's s field is fp16(d * sum(q)) with the f32 d, while the dequantized activations
+ * use the fp16 d: the dot products (ggml's too) inherit, per block, |m| times the
+ * rounding of s (2^-11 relative, 2^-25 absolute below fp16's normal range) and
+ * |sum(q)| * |d - fp16(d)| (same two cases). */
+static double q8_1_s_error(int t, const uint8_t *w, const uint8_t *a, int64_t n) {
+    if (t != SMOE_DTYPE_Q4_1 && t != SMOE_DTYPE_Q5_1) return 0;
+    const layout L = layout_of(t);
+    const size_t bb = smoe_dtype_block_bytes(t);
+    double e = 0;
+    for (int64_t b = 0; b < n / 32; b++) {
+        const double m = smoe_rd_f16(w + (size_t)b * bb + L.m);
+        const uint8_t *ab = a + (size_t)b * sizeof(smoe_block_q8_1);
+        const double d16 = smoe_rd_f16(ab), s = smoe_rd_f16(ab + 2);
+        int qsum = 0;
+        for (int j = 0; j < 32; j++) qsum += ((const int8_t *)ab + 4)[j];
+        const double dd = fmax(fabs(d16) * ldexp(1, -11), ldexp(1, -25));
+        e += fabs(m) * (fabs(s) * ldexp(1, -10) + ldexp(1, -24) + abs(qsum) * dd) * (1 + 1e-6);
+    }
+    return e;
+}
+
+typedef struct stats {
+    double isa_err, ref_err, act_err; /* worst error / bound (<= 1 passes) */
+    double isa_rel, ref_rel;          /* worst |diff| / sum|w*a| */
+    int act_mismatch, cases;
+} stats;
+
+static void run_case(int t, int64_t n, int fill, int mode, int misalign, stats *st) {
+    const smoe_kernel *R = smoe_kernels_ref(t);
+    CHECK(R != NULL, "no reference kernel for %s", smoe_dtype_name(t));
+    if (!R) return;
+    const int vt = R->vec_dot_type;
+    const int64_t bs = smoe_dtype_block_size(t);
+    const size_t wbytes = (size_t)(n / bs) * smoe_dtype_block_bytes(t);
+    const size_t abytes = (size_t)(n / smoe_dtype_block_size(vt)) * smoe_dtype_block_bytes(vt);
+
+    uint8_t *wbuf = malloc(wbytes + 1);
+    uint8_t *w = wbuf + misalign; /* odd addresses too: kernels must use unaligned loads */
+    float *x = malloc((size_t)n * sizeof *x);
+    float *wf = malloc((size_t)n * sizeof *wf);
+    float *w0 = malloc((size_t)n * sizeof *w0);
+    float *af = malloc((size_t)n * sizeof *af);
+    uint8_t *abuf = malloc(abytes + SENT + 1);
+    uint8_t *aref = abuf + misalign;
+    uint8_t *vbuf = malloc(abytes + SENT + 1);
+    uint8_t *av = vbuf + misalign;
+
+    make_weights(t, w, n, fill, mode == 1 ? 1e-2f : 1.0f);
+    make_acts(x, n, mode);
+    memset(abuf, 0xa5, abytes + SENT + 1);
+    R->act_quant(x, aref, n);
+    CHECK(sentinels_ok(aref + abytes), "%s: reference act_quant wrote past the end", smoe_dtype_name(t));
+
+    CHECK_OK(smoe_dequantize(t, w, wf, n));
+    CHECK_OK(smoe_dequantize(vt, aref, af, n));
+    min_part(t, w, n, w0);
+    double exact = 0, absdot = 0, mag = 0;
+    for (int64_t i = 0; i < n; i++) {
+        exact += (double)wf[i] * af[i];
+        absdot += fabs((double)wf[i] * af[i]);
+        /* bound on |quant part| + |min part| of each weight: |w| + 2|w0| */
+        mag += (fabs((double)wf[i]) + 2 * fabs((double)w0[i])) * fabs((double)af[i]);
+    }
+    int finite = 1;
+    for (int64_t i = 0; i < n; i++) finite &= isfinite(af[i]) && isfinite(wf[i]);
+    CHECK(finite, "%s n=%lld: non-finite dequantized values", smoe_dtype_name(t), (long long)n);
+
+    /* activation quantizer accuracy */
+    const double ae = act_error(vt, x, aref, af, n);
+    CHECK(ae <= 1.0, "%s n=%lld mode %d: act_quant error %.3f x bound", smoe_dtype_name(vt), (long long)n, mode, ae);
+    if (ae > st->act_err) st->act_err = ae;
+
+    /* reference dot vs double dot of the dequantized rows: per-block products and f32
+     * sums over nb blocks (or n/1 values) each round by <= u relative to `mag` */
+    const int64_t nb = bs == 1 ? n : n / bs;
+    const float ref = R->vec_dot(n, w, aref);
+    const double eps = bs == 1 ? (2 * U + n * ldexp(1, -52)) * absdot + 2 * U * fabs(exact)
+                               : (double)(nb + 16) * 2 * U * mag + q8_1_s_error(t, w, aref, n);
+    const double rerr = fabs(ref - exact);
+    CHECK(isfinite(ref) && rerr <= eps + 1e-30, "%s n=%lld fill %d mode %d: ref %.9g vs f64 %.9g (err %.3g, bound %.3g)",
+          smoe_dtype_name(t), (long long)n, fill, mode, ref, exact, rerr, eps);
+    if (rerr / (eps + 1e-30) > st->ref_err) st->ref_err = rerr / (eps + 1e-30);
+    if (absdot > 0 && rerr / absdot > st->ref_rel) st->ref_rel = rerr / absdot;
+
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    CHECK(nv >= 1 && strcmp(v[0].isa, "scalar") == 0 && v[0].vec_dot == R->vec_dot, "%s: all()[0] is not the reference",
+          smoe_dtype_name(t));
+    for (int k = 1; k < nv; k++) {
+        CHECK(v[k].vec_dot_type == vt, "%s/%s: vec_dot_type", smoe_dtype_name(t), v[k].isa);
+        memset(vbuf, 0xa5, abytes + SENT + 1);
+        v[k].act_quant(x, av, n);
+        CHECK(sentinels_ok(av + abytes), "%s/%s: act_quant wrote past the end", smoe_dtype_name(t), v[k].isa);
+        if (memcmp(av, aref, abytes) != 0) {
+            st->act_mismatch++;
+            size_t j = 0;
+            while (av[j] == aref[j]) j++;
+            CHECK(0, "%s/%s n=%lld mode %d: act_quant differs from the reference at byte %zu (%02x vs %02x)",
+                  smoe_dtype_name(vt), v[k].isa, (long long)n, mode, j, av[j], aref[j]);
+        }
+        /* the ISA dot on the reference's activation row: same integer math, other f32
+         * summation order (f32 types: 32 lanes of n/32 terms, vs the double reference) */
+        const float got = v[k].vec_dot(n, w, aref);
+        const double ieps = bs == 1 ? (double)(n / 32 + 16) * 2 * U * absdot + 2 * U * fabs(ref)
+                                    : (double)(nb + 16) * 2 * U * mag;
+        const double ierr = fabs((double)got - ref);
+        CHECK(isfinite(got) && ierr <= ieps + 1e-30, "%s/%s n=%lld fill %d mode %d: %.9g vs ref %.9g (err %.3g, bound %.3g)",
+              smoe_dtype_name(t), v[k].isa, (long long)n, fill, mode, got, ref, ierr, ieps);
+        if (ierr / (ieps + 1e-30) > st->isa_err) st->isa_err = ierr / (ieps + 1e-30);
+        if (absdot > 0 && ierr / absdot > st->isa_rel) st->isa_rel = ierr / absdot;
+    }
+    st->cases++;
+    free(wbuf), free(x), free(wf), free(w0), free(af), free(abuf), free(vbuf);
+}
+
+static void test_type(int t) {
+    static const int64_t sizes32[] = {32, 96, 224, 4096, 14336};
+    static const int64_t sizes256[] = {256, 768, 1792, 4096, 14336};
+    static const int64_t sizes1[] = {1, 3, 7, 31, 33, 100, 4096, 14336};
+    const int64_t bs = smoe_dtype_block_size(t);
+    const int64_t *sizes = bs == 1 ? sizes1 : bs == 32 ? sizes32 : sizes256;
+    const int nsizes = bs == 1 ? 8 : 5;
+    stats st = {0};
+    for (int s = 0; s < nsizes; s++) {
+        const int64_t n = sizes[s];
+        for (int mode = 0; mode < 6; mode++) {
+            if (mode == 4 && n < 512) continue;
+            run_case(t, n, 0, mode, mode & 1, &st);
+        }
+        if (bs > 1) { /* extreme quant bytes: saturation would show here */
+            run_case(t, n, 1, 3, 0, &st);
+            run_case(t, n, 1, 0, 1, &st);
+            run_case(t, n, 2, 3, 1, &st);
+        }
+    }
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    char isas[64] = "";
+    for (int k = 0; k < nv; k++) {
+        strncat(isas, v[k].isa, sizeof isas - strlen(isas) - 2);
+        if (k + 1 < nv) strcat(isas, ",");
+    }
+    printf("%-5s [%-11s] %3d cases: isa-ref %.2e (%.3f of bound)  ref-f64 %.2e (%.3f of bound)  "
+           "act %s err %.3f of bound, %d mismatches\n",
+           smoe_dtype_name(t), isas, st.cases, st.isa_rel, st.isa_err, st.ref_rel, st.ref_err,
+           smoe_dtype_name(smoe_kernels_ref(t)->vec_dot_type), st.act_err, st.act_mismatch);
+}
+
+/* Rounding and special values, against values worked out by hand (ggml's rules) and
+ * across every variant (bit-identical). */
+static void test_special(void) {
+    /* Q8_0/Q8_1: d = 127/127 = 1, q = roundf(x): ties away from zero */
+    float x[256];
+    for (int j = 0; j < 32; j++) x[j] = 0;
+    x[0] = 127.0f, x[1] = 2.5f, x[2] = -2.5f, x[3] = 0.5f, x[4] = -0.5f, x[5] = 126.5f, x[6] = -3.49999976f;
+    static const int8_t want0[7] = {127, 3, -3, 1, -1, 127, -3};
+    smoe_kernel v[8];
+    int nv = smoe_kernels_all(SMOE_DTYPE_Q8_0, v, 8);
+    for (int k = 0; k < nv; k++) {
+        smoe_block_q8_0 b;
+        v[k].act_quant(x, &b, 32);
+        CHECK(smoe_rd_f16(b.d) == 1.0f, "%s Q8_0 d %g", v[k].isa, smoe_rd_f16(b.d));
+        for (int j = 0; j < 7; j++) CHECK(b.qs[j] == want0[j], "%s Q8_0 q[%d] = %d, want %d", v[k].isa, j, b.qs[j], want0[j]);
+    }
+    nv = smoe_kernels_all(SMOE_DTYPE_Q4_1, v, 8);
+    for (int k = 0; k < nv; k++) {
+        smoe_block_q8_1 b;
+        v[k].act_quant(x, &b, 32);
+        /* s = d * sum(q) = 127 + 3 - 3 + 1 - 1 + 127 - 3 */
+        CHECK(smoe_rd_f16(b.s) == 251.0f, "%s Q8_1 s %g", v[k].isa, smoe_rd_f16(b.s));
+        for (int j = 0; j < 7; j++) CHECK(b.qs[j] == want0[j], "%s Q8_1 q[%d] = %d", v[k].isa, j, b.qs[j]);
+    }
+    /* Q8_K: the first largest |x| is +127 -> iscale = -1, d = -1; nearest-even ties */
+    for (int j = 0; j < 256; j++) x[j] = 0;
+    x[0] = 1.0f, x[9] = 127.0f, x[10] = -127.0f, x[1] = 2.5f, x[2] = -2.5f, x[3] = 3.5f, x[4] = 0.5f, x[17] = -1.5f;
+    static const int8_t wantk[5] = {-1, -2, 2, -4, 0};
+    nv = smoe_kernels_all(SMOE_DTYPE_Q4_K, v, 8);
+    for (int k = 0; k < nv; k++) {
+        smoe_block_q8_K b;
+        v[k].act_quant(x, &b, 256);
+        CHECK(smoe_bits_to_f32(smoe_rd_u32(b.d)) == -1.0f, "%s Q8_K d", v[k].isa);
+        for (int j = 0; j < 5; j++) CHECK(b.qs[j] == wantk[j], "%s Q8_K q[%d] = %d, want %d", v[k].isa, j, b.qs[j], wantk[j]);
+        CHECK(b.qs[9] == -127 && b.qs[10] == 127 && b.qs[17] == 2, "%s Q8_K q", v[k].isa);
+        CHECK((int16_t)smoe_rd_u16(b.bsums[0]) == -1 - 2 + 2 - 4 - 127 + 127, "%s Q8_K bsums[0]", v[k].isa);
+        CHECK((int16_t)smoe_rd_u16(b.bsums[1]) == 2, "%s Q8_K bsums[1]", v[k].isa);
+    }
+    /* all-zero blocks: d = 0 and zero quants, no NaN */
+    for (int j = 0; j < 256; j++) x[j] = 0;
+    for (int k = 0; k < nv; k++) {
+        smoe_block_q8_K b;
+        memset(&b, 0x5a, sizeof b);
+        v[k].act_quant(x, &b, 256);
+        int zero = 1;
+        for (size_t j = 0; j < sizeof b; j++) zero &= ((uint8_t *)&b)[j] == 0;
+        CHECK(zero, "%s Q8_K of zeros is not all zero", v[k].isa);
+    }
+    /* F16/BF16: ties to even, subnormals, overflow, infinities, NaN, -0 - compared byte
+     * for byte across variants (the reference converters are tested in test_quant) */
+    const float inf = INFINITY;
+    const float sp[] = {1.0f + 0x1p-11f, 1.0f + 0x3p-11f, -1.0f - 0x1p-11f, 0x1p-25f, 0x1.8p-25f, 0x1p-24f,
+                        65504.0f, 65519.0f, 65520.0f, 1e10f, -1e10f, inf, -inf, NAN, -NAN, -0.0f,
+                        1.0f + 0x1p-8f, 1.0f + 0x3p-8f, 0x1.fffffep127f, 1e-40f, -1e-45f, 3.14159265f, 6.1e-5f, 1e-8f,
+                        0.1f, -0.2f, 0.3f, 100.5f, 2049.0f, 2051.0f, 4097.0f, -4099.0f, 1.5f, 7.0f, 1e-3f, -1e-3f, 0.0f};
+    const int nsp = (int)(sizeof sp / sizeof sp[0]);
+    for (int t = 0; t < 2; t++) {
+        const int dt = t ? SMOE_DTYPE_BF16 : SMOE_DTYPE_F16;
+        nv = smoe_kernels_all(dt, v, 8);
+        uint8_t ref[2 * 64], got[2 * 64 + SENT];
+        for (int n = 1; n <= nsp; n += (n < 17 ? 1 : 7)) {
+            v[0].act_quant(sp, ref, n);
+            for (int j = 0; j < n; j++) {
+                const uint16_t h = smoe_rd_u16(ref + 2 * j);
+                const uint16_t want = t ? smoe_f32_to_bf16(sp[j]) : smoe_f32_to_f16(sp[j]);
+                CHECK(h == want, "%s ref of %a: %04x vs %04x", smoe_dtype_name(dt), sp[j], h, want);
+            }
+            for (int k = 1; k < nv; k++) {
+                memset(got, 0xa5, sizeof got);
+                v[k].act_quant(sp, got, n);
+                CHECK(memcmp(got, ref, 2 * (size_t)n) == 0, "%s/%s special values n=%d differ", smoe_dtype_name(dt),
+                      v[k].isa, n);
+                CHECK(sentinels_ok(got + 2 * n), "%s/%s wrote past the end", smoe_dtype_name(dt), v[k].isa);
+            }
+        }
+    }
+}
+
+/* In a child process (so that this process's table is not yet built): with SMOE_ISA set
+ * to isa, does smoe_kernels_get pick `want` (or scalar if the CPU lacks it)? */
+static void test_cap(const char *isa) {
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        setenv("SMOE_ISA", isa, 1);
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(SMOE_DTYPE_Q4_K, v, 8);
+        const char *want = "scalar";
+        for (int k = 0; k < nv; k++)
+            if (strcmp(v[k].isa, isa) == 0) want = isa;
+        if (strcmp(isa, "bogus") == 0) want = v[nv - 1].isa; /* unknown value: no cap */
+        const smoe_kernel *g = smoe_kernels_get(SMOE_DTYPE_Q4_K);
+        _exit(g && strcmp(g->isa, want) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/wait");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "SMOE_ISA=%s not honoured", isa);
+}
+
+static void test_dispatch(void) {
+    CHECK(smoe_kernels_get(-1) == NULL, "negative id");
+    CHECK(smoe_kernels_get(SMOE_DTYPE_COUNT) == NULL, "id past the table");
+    CHECK(smoe_kernels_get(1000) == NULL, "large id");
+    CHECK(smoe_kernels_get(SMOE_DTYPE_Q8_K) == NULL, "Q8_K is not a weight type");
+    CHECK(smoe_kernels_get(SMOE_DTYPE_Q8_1) == NULL, "Q8_1 is not a weight type");
+    CHECK(smoe_kernels_get(SMOE_DTYPE_I8) == NULL, "I8 has no dot product");
+    smoe_kernel v[8];
+    CHECK(smoe_kernels_all(SMOE_DTYPE_I8, v, 8) == 0, "I8 has no variants");
+    CHECK(smoe_kernels_all(SMOE_DTYPE_Q4_0, v, 1) == 1, "cap respected");
+    static const int vdt[][2] = {
+        {SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q8_0}, {SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q8_1}, {SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q8_0},
+        {SMOE_DTYPE_Q5_1, SMOE_DTYPE_Q8_1}, {SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q8_0}, {SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q8_K},
+        {SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q8_K}, {SMOE_DTYPE_Q4_K, SMOE_DTYPE_Q8_K}, {SMOE_DTYPE_Q5_K, SMOE_DTYPE_Q8_K},
+        {SMOE_DTYPE_Q6_K, SMOE_DTYPE_Q8_K}, {SMOE_DTYPE_F16, SMOE_DTYPE_F16},   {SMOE_DTYPE_BF16, SMOE_DTYPE_BF16},
+        {SMOE_DTYPE_F32, SMOE_DTYPE_F32},
+    };
+    for (size_t i = 0; i < sizeof vdt / sizeof vdt[0]; i++) {
+        const smoe_kernel *g = smoe_kernels_get(vdt[i][0]), *r = smoe_kernels_ref(vdt[i][0]);
+        CHECK(g && r && g->vec_dot_type == vdt[i][1] && r->vec_dot_type == vdt[i][1], "%s vec_dot_type",
+              smoe_dtype_name(vdt[i][0]));
+        CHECK(r && strcmp(r->isa, "scalar") == 0, "%s ref isa", smoe_dtype_name(vdt[i][0]));
+        /* with no SMOE_ISA cap, get() is the last (best) variant */
+        const int nv = smoe_kernels_all(vdt[i][0], v, 8);
+        if (!getenv("SMOE_ISA") && g && nv > 0)
+            CHECK(g->vec_dot == v[nv - 1].vec_dot, "%s: get() is not the best variant", smoe_dtype_name(vdt[i][0]));
+    }
+    const smoe_cpu_features *f = smoe_cpu_get_features();
+    CHECK(f != NULL, "features");
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    CHECK(f->avx2 == !!__builtin_cpu_supports("avx2"), "avx2 detection disagrees with the compiler's");
+    CHECK(f->fma == !!__builtin_cpu_supports("fma"), "fma detection disagrees with the compiler's");
+    CHECK(f->avx512f == !!__builtin_cpu_supports("avx512f"), "avx512f detection disagrees");
+#endif
+    printf("cpu: avx2 %d fma %d f16c %d avx512f %d bw %d vl %d vnni %d bf16 %d neon %d dotprod %d\n", f->avx2, f->fma,
+           f->f16c, f->avx512f, f->avx512bw, f->avx512vl, f->avx512vnni, f->avx512bf16, f->neon, f->dotprod);
+}
+
+int main(void) {
+    /* before anything builds the table in this process */
+    test_cap("scalar");
+    test_cap("avx2");
+    test_cap("neon");
+    test_cap("bogus");
+    test_dispatch();
+    test_special();
+    for (int i = 0; i < NTYPES; i++) test_type(k_types[i]);
+    return TEST_REPORT();
+}
