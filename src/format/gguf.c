@@ -643,7 +643,7 @@ void smoe_gguf_kv_format(const smoe_gguf *g, int64_t i, char *buf, size_t cap) {
         for (uint64_t j = 0; j < kv->arr_n && j < 8 && pos + 16 < cap; j++) {
             if (j) pos += (size_t)snprintf(buf + pos, cap - pos, ", ");
             if (kv->arr_type == SMOE_GGUF_STRING) {
-                uint64_t len;
+                uint64_t len = 0;
                 const char *s = smoe_gguf_arr_str(g, i, j, &len);
                 pos = fmt_str(buf, cap, pos, s, len, 40);
             } else {
@@ -838,8 +838,8 @@ static smoe_status w_new_tensor(smoe_gguf_writer *w, const char *name, int dtype
 
 smoe_status smoe_gguf_writer_add_tensor(smoe_gguf_writer *w, const char *name, int dtype, int ndim, const int64_t *ne,
                                         const void *data, size_t nbytes) {
-    size_t want;
-    wtensor *t;
+    size_t want = 0;
+    wtensor *t = NULL;
     smoe_status st = w_new_tensor(w, name, dtype, ndim, ne, &want, &t);
     if (st) return st;
     if (want != nbytes) {
@@ -858,8 +858,8 @@ smoe_status smoe_gguf_writer_add_tensor(smoe_gguf_writer *w, const char *name, i
 
 smoe_status smoe_gguf_writer_add_tensor_fill(smoe_gguf_writer *w, const char *name, int dtype, int ndim,
                                              const int64_t *ne, smoe_tensor_fill_fn fill, void *user) {
-    size_t nb;
-    wtensor *t;
+    size_t nb = 0;
+    wtensor *t = NULL;
     if (!fill) return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: tensor '%s': no fill function", name ? name : "?");
     smoe_status st = w_new_tensor(w, name, dtype, ndim, ne, &nb, &t);
     if (st) return st;
