@@ -71,9 +71,16 @@ static void mmq_kernel(void *arg, int ith, int nth) {
         const uint8_t *xq = a->xq[i];
         const size_t qs = a->qstride[i];
         float *y = a->y[i];
+        const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
+        const int64_t T4 = dot4 ? a->T / 4 * 4 : 0;
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *w = W->data + (size_t)r * W->row_bytes;
-            for (int64_t t = 0; t < a->T; t++) y[t * W->rows + r] = dot(W->cols, w, xq + (size_t)t * qs);
+            float o[4];
+            for (int64_t t = 0; t < T4; t += 4) { /* the weight row is unpacked once per 4 tokens */
+                dot4(W->cols, w, xq + (size_t)t * qs, qs, o);
+                for (int j = 0; j < 4; j++) y[(t + j) * W->rows + r] = o[j];
+            }
+            for (int64_t t = T4; t < a->T; t++) y[t * W->rows + r] = dot(W->cols, w, xq + (size_t)t * qs);
         }
     }
 }

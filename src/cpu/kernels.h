@@ -22,11 +22,18 @@ typedef void (*smoe_from_float_fn)(const float *src, void *dst, int64_t n);
  * its vec_dot_type (both n values long). */
 typedef float (*smoe_vec_dot_fn)(int64_t n, const void *w, const void *a);
 
+/* Four dot products of one weight row with four activation rows a, a + a_stride,
+ * a + 2*a_stride, a + 3*a_stride (bytes): out[j] = vec_dot(n, w, a + j*a_stride). Each
+ * weight block is unpacked once for the four tokens, which is what makes prefill fast.
+ * Results must equal four vec_dot calls to float rounding. */
+typedef void (*smoe_vec_dot4_fn)(int64_t n, const void *w, const void *a, size_t a_stride, float *out);
+
 typedef struct smoe_kernel {
     const char *isa;               /* "scalar", "avx2", "avx512", "neon": of vec_dot */
     int vec_dot_type;              /* smoe_dtype of the activation rows */
     smoe_vec_dot_fn vec_dot;       /* best version for this CPU */
     smoe_from_float_fn act_quant;  /* f32 -> vec_dot_type, best version for this CPU */
+    smoe_vec_dot4_fn vec_dot4;     /* 1 row x 4 tokens; NULL: callers use vec_dot 4 times */
 } smoe_kernel;
 
 /* The kernel row for a weight type, or NULL if the type has no dot product. Thread-safe;
