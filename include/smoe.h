@@ -244,6 +244,9 @@ typedef struct smoe_ctx_params {
 } smoe_ctx_params;
 
 smoe_ctx_params smoe_ctx_default_params(void);
+/* Physical cores this process may run on (hyper-threads counted once), at least 1: the
+ * default thread count, since the matmul kernels saturate a core's vector units. */
+int32_t smoe_default_threads(void);
 smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, smoe_ctx **out);
 void smoe_ctx_free(smoe_ctx *c);
 /* Tokens already in the KV cache (the position of the next token). */

@@ -15,6 +15,8 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -27,7 +29,15 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define SPIN_ROUNDS (1 << 15) /* ~1 ms of pause instructions before a worker sleeps */
+#define SPIN_ROUNDS (1 << 15) /* ~1 ms of waiting before a worker sleeps */
+#define PAUSE_ROUNDS 256      /* pure pause spins before waiters start yielding the CPU */
+
+/* One round of waiting: pause while the wait is young, then yield, so that a waiter
+ * never keeps a descheduled partner off an oversubscribed core. */
+static inline void wait_round(int round) {
+    if (round < PAUSE_ROUNDS) CPU_RELAX();
+    else sched_yield();
+}
 
 struct smoe_pool {
     int n;
@@ -55,7 +65,7 @@ static void *worker(void *a) {
     for (;;) {
         uint64_t g = atomic_load(&p->generation);
         for (int spin = 0; g == seen && spin < SPIN_ROUNDS; spin++) {
-            CPU_RELAX();
+            wait_round(spin);
             g = atomic_load(&p->generation);
         }
         if (g == seen) {
@@ -133,5 +143,39 @@ void smoe_pool_run(smoe_pool *p, smoe_task_fn fn, void *arg) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) CPU_RELAX();
+    for (int round = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; round++) wait_round(round);
+}
+
+/* Count distinct (package, core) pairs among the CPUs in our affinity mask, from sysfs;
+ * fall back to the affinity count, then to sysconf. */
+int32_t smoe_default_threads(void) {
+    cpu_set_t set;
+    int n_aff = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n_aff = CPU_COUNT(&set);
+    else CPU_ZERO(&set);
+    long keys[1024];
+    int n_keys = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && n_aff > 0; cpu++) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        char path[128];
+        long pkg = 0, core = -1;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", cpu);
+        FILE *f = fopen(path, "r");
+        if (!f) return n_aff; /* no topology information: one thread per usable CPU */
+        if (fscanf(f, "%ld", &core) != 1) core = cpu;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
+        if ((f = fopen(path, "r"))) {
+            if (fscanf(f, "%ld", &pkg) != 1) pkg = 0;
+            fclose(f);
+        }
+        long key = pkg * 65536 + core;
+        bool seen = false;
+        for (int i = 0; i < n_keys && !seen; i++) seen = keys[i] == key;
+        if (!seen && n_keys < 1024) keys[n_keys++] = key;
+    }
+    if (n_keys > 0) return n_keys;
+    if (n_aff > 0) return n_aff;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int32_t)n : 1;
 }
