@@ -35,7 +35,7 @@ static const char *RUN_HELP =
     "  -m, --model FILE        GGUF model file (required)\n"
     "  -p, --prompt TEXT       prompt text (required)\n"
     "  -n, --n-predict N       tokens to generate (default 128)\n"
-    "  -t, --threads N         worker threads (default 1)\n"
+    "  -t, --threads N         worker threads (default: physical cores)\n"
     "  -c, --ctx-size N        context length (default: min(model's, 4096))\n"
     "      --temp T            temperature; 0 = greedy (default 0.8)\n"
     "      --top-k K           keep the K most likely tokens; 0 = off (default 40)\n"
@@ -50,7 +50,7 @@ static const char *RUN_HELP =
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
-    long n_predict = 128, threads = 1, n_ctx = 0;
+    long n_predict = 128, threads = smoe_default_threads(), n_ctx = 0;
     bool no_bos = false, stats = true;
     smoe_sampler_params sp = smoe_sampler_default_params();
     for (int i = 1; i < argc; i++) {
@@ -163,13 +163,13 @@ static const char *LOGITS_HELP =
     "      --ids LIST     token ids separated by spaces or commas (required)\n"
     "  -o, --output FILE  output file (required; '-' = stdout)\n"
     "      --decode       one token at a time through the KV cache (default: one batch)\n"
-    "  -t, --threads N    worker threads (default 1)\n"
+    "  -t, --threads N    worker threads (default: physical cores)\n"
     "  -h, --help         show this help\n";
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *ids_arg = NULL, *out_path = NULL;
     bool decode = false;
-    long threads = 1;
+    long threads = smoe_default_threads();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (is_help(a)) { fputs(LOGITS_HELP, stdout); return 0; }
@@ -377,6 +377,9 @@ static const char *MAIN_HELP =
     "  logits     write the logits of a token id sequence (raw float32)\n"
     "  tokenize   print the token ids of a text\n"
     "  info       print a GGUF file's metadata and tensors\n"
+    "  quantize   convert a model to another weight type mix (Q4_K_M, Q8_0, ...)\n"
+    "  synth      write a random-weight Mixtral-layout model (benchmarks, tests)\n"
+    "  bench      measure prompt and generation speed, like llama-bench\n"
     "\n"
     "'smoe COMMAND --help' describes each command. 'smoe --version' prints the version.\n";
 
@@ -388,6 +391,9 @@ static const struct {
     {"logits", cmd_logits},
     {"tokenize", cmd_tokenize},
     {"info", cmd_info},
+    {"quantize", cmd_quantize},
+    {"synth", cmd_synth},
+    {"bench", cmd_bench},
 };
 
 int main(int argc, char **argv) {
