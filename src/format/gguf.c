@@ -892,6 +892,19 @@ static void put_pad(wout *o, size_t align) {
     }
 }
 
+/* The umask, read without changing it (umask(2) would race with other threads). */
+static mode_t process_umask(void) {
+    unsigned m = 022;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[128];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "Umask: %o", &m) == 1) break;
+        fclose(f);
+    }
+    return (mode_t)m;
+}
+
 smoe_status smoe_gguf_writer_write(smoe_gguf_writer *w, const char *path) {
     if (!w || !path) return smoe_err(SMOE_ERR_INVALID_ARG, "gguf writer: NULL argument");
     size_t align = GGUF_DEFAULT_ALIGNMENT;
@@ -914,6 +927,8 @@ smoe_status smoe_gguf_writer_write(smoe_gguf_writer *w, const char *path) {
         free(tmp);
         return e;
     }
+    /* mkstemp creates 0600; give the file the mode open(2) would: 0666 less the umask */
+    (void)fchmod(fd, 0666 & ~process_umask());
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         smoe_status e = smoe_err(SMOE_ERR_IO, "fdopen: %s", strerror(errno));
