@@ -403,6 +403,34 @@ static int online_cpus(void) {
     return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
+typedef struct fill_ctx {
+    const smoe_gguf *g;
+    const int64_t *order; /* writer tensor k = input tensor order[k] */
+    const int *types;     /* its output type */
+    int64_t nt;
+    int n_threads;
+    smoe_progress_fn progress;
+    void *user;
+} fill_ctx;
+
+/* Produce output tensor k: a copy when the type stays, else converted row by row. */
+static smoe_status fill_tensor(void *arg, int64_t k, void *buf, size_t nbytes) {
+    const fill_ctx *fc = arg;
+    const int64_t i = fc->order[k];
+    const char *name = smoe_gguf_tensor_name(fc->g, i);
+    const int cur = smoe_gguf_tensor_dtype(fc->g, i);
+    if (fc->progress) fc->progress(fc->user, k, fc->nt, name);
+    if (fc->types[k] == cur) {
+        memcpy(buf, smoe_gguf_tensor_data(fc->g, i), nbytes);
+        return SMOE_OK;
+    }
+    const int64_t ne0 = smoe_gguf_tensor_ne(fc->g, i, 0);
+    int64_t nel = 1;
+    for (int d = 0; d < SMOE_MAX_DIMS; d++) nel *= smoe_gguf_tensor_ne(fc->g, i, d);
+    smoe_status st = convert_rows(smoe_gguf_tensor_data(fc->g, i), cur, buf, fc->types[k], ne0, nel / ne0, fc->n_threads);
+    return st ? smoe_err_prefix(st, "tensor '%s'", name) : SMOE_OK;
+}
+
 smoe_status smoe_model_quantize(const char *in_path, const char *out_path, smoe_ftype ftype, int n_threads,
                                 smoe_progress_fn progress, void *user) {
     if (!in_path || !out_path) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_model_quantize: NULL path");
@@ -417,7 +445,6 @@ smoe_status smoe_model_quantize(const char *in_path, const char *out_path, smoe_
     order_key *keys = NULL;
     int64_t *order = NULL;
     int *types = NULL;
-    uint8_t *buf = NULL;
     st = smoe_gguf_open(in_path, &g);
     if (st) return st; /* the reader's message names the file */
 
@@ -479,43 +506,21 @@ smoe_status smoe_model_quantize(const char *in_path, const char *out_path, smoe_
     if ((st = smoe_gguf_writer_set_u32(w, "general.quantization_version", 2))) goto out;
     if ((st = smoe_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype))) goto out;
 
+    /* Tensors are converted while the file is written (fill callback), one at a time, so
+     * the output never has to fit in memory: a 47B-parameter model converts in a few GB. */
+    fill_ctx fc = {g, order, types, nt, n_threads, progress, user};
     for (int64_t k = 0; k < nt; k++) {
         const int64_t i = order[k];
-        const char *name = smoe_gguf_tensor_name(g, i);
-        const int cur = smoe_gguf_tensor_dtype(g, i), ndim = smoe_gguf_tensor_ndim(g, i);
         int64_t ne[SMOE_MAX_DIMS];
-        int64_t nel = 1;
-        for (int d = 0; d < SMOE_MAX_DIMS; d++) {
-            ne[d] = smoe_gguf_tensor_ne(g, i, d);
-            nel *= d < ndim ? ne[d] : 1;
-        }
-        if (progress) progress(user, k, nt, name);
-        if (types[k] == cur) {
-            st = smoe_gguf_writer_add_tensor(w, name, cur, ndim, ne, smoe_gguf_tensor_data(g, i),
-                                             smoe_gguf_tensor_nbytes(g, i));
-        } else {
-            const int64_t nrows = nel / ne[0];
-            const size_t nbytes = (size_t)(nel / smoe_dtype_block_size(types[k])) * smoe_dtype_block_bytes(types[k]);
-            buf = malloc(nbytes ? nbytes : 1);
-            if (!buf) {
-                st = smoe_err(SMOE_ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes)", name, nbytes);
-                goto out;
-            }
-            st = convert_rows(smoe_gguf_tensor_data(g, i), cur, buf, types[k], ne[0], nrows, n_threads);
-            if (!st) st = smoe_gguf_writer_add_tensor(w, name, types[k], ndim, ne, buf, nbytes);
-            free(buf);
-            buf = NULL;
-        }
-        if (st) {
-            smoe_err_prefix(st, "tensor '%s'", name);
-            goto out;
-        }
+        for (int d = 0; d < SMOE_MAX_DIMS; d++) ne[d] = smoe_gguf_tensor_ne(g, i, d);
+        st = smoe_gguf_writer_add_tensor_fill(w, smoe_gguf_tensor_name(g, i), types[k], smoe_gguf_tensor_ndim(g, i), ne,
+                                              fill_tensor, &fc);
+        if (st) goto out;
     }
-    if (progress) progress(user, nt, nt, NULL);
     st = smoe_gguf_writer_write(w, out_path);
+    if (!st && progress) progress(user, nt, nt, NULL);
 
 out:
-    free(buf);
     free(keys);
     free(order);
     free(types);
