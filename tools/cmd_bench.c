@@ -22,7 +22,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,40 +46,11 @@ static const char *BENCH_HELP =
     "      --json              one JSON object per line and test instead of a table\n"
     "      --no-warmup         skip the warm-up runs\n"
     "      --no-bw             skip the memory bandwidth measurement\n"
+    "      --reference         use the plain reference kernels (slow; for comparison)\n"
     "      --bw-mib N          bandwidth buffer size in MiB (default 1024)\n"
     "  -h, --help              show this help\n";
 
 /* ------------------------------------------------------------------ machine facts */
-
-/* Physical cores among the CPUs this process may run on: unique (package, core) pairs
- * from sysfs topology, so SMT siblings count once (llama.cpp's default is the same).
- * Falls back to the online CPU count. */
-static int physical_cores(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) CPU_ZERO(&set);
-    int n = 0;
-    long seen[1024][2];
-    for (int cpu = 0; cpu < CPU_SETSIZE && n < 1024; cpu++) {
-        if (!CPU_ISSET(cpu, &set)) continue;
-        char path[128];
-        long id[2];
-        const char *files[2] = {"physical_package_id", "core_id"};
-        bool ok = true;
-        for (int k = 0; k < 2 && ok; k++) {
-            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, files[k]);
-            FILE *f = fopen(path, "r");
-            ok = f && fscanf(f, "%ld", &id[k]) == 1;
-            if (f) fclose(f);
-        }
-        if (!ok) return (int)(sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
-        bool dup = false;
-        for (int i = 0; i < n && !dup; i++) dup = seen[i][0] == id[0] && seen[i][1] == id[1];
-        if (!dup) seen[n][0] = id[0], seen[n][1] = id[1], n++;
-    }
-    if (n > 0) return n;
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    return c > 0 ? (int)c : 1;
-}
 
 /* VmRSS of this process in bytes (0 if unknown). */
 static uint64_t rss_bytes(void) {
@@ -287,7 +257,7 @@ typedef struct result {
     double gbs, bw_pct; /* NAN when not meaningful (pp) */
 } result;
 
-static void print_json(const model_facts *mf, const result *r, int threads, double bw) {
+static void print_json(const model_facts *mf, const result *r, int threads, double bw, bool reference) {
     fputs("{\"model\": ", stdout);
     json_str(mf->path);
     fputs(", \"model_name\": ", stdout);
@@ -316,7 +286,7 @@ static void print_json(const model_facts *mf, const result *r, int threads, doub
     json_num(bw > 0 ? bw : NAN);
     fputs(", \"bw_pct\": ", stdout);
     json_num(r->bw_pct);
-    printf(", \"smoe_version\": \"%s\"}\n", SMOE_VERSION_STRING);
+    printf(", \"kernels\": \"%s\", \"smoe_version\": \"%s\"}\n", reference ? "reference" : "fast", SMOE_VERSION_STRING);
     fflush(stdout);
 }
 
@@ -335,7 +305,7 @@ static void print_row(const model_facts *mf, const result *r, int threads) {
 typedef struct bench_opts {
     int n_prompt, n_gen, threads, reps;
     uint64_t seed;
-    bool json, warmup;
+    bool json, warmup, reference;
     double bw;
 } bench_opts;
 
@@ -384,6 +354,7 @@ static int bench_model(const char *path, const bench_opts *o, bool *header_done)
     cp.n_ctx = need > 0 ? need : 1;
     cp.n_batch = o->n_prompt > 0 ? o->n_prompt : 1; /* the whole prompt is one step, as llama-bench's pp512 */
     cp.n_threads = o->threads;
+    cp.reference = o->reference;
     if (smoe_ctx_init(m, &cp, &ctx)) { rc = fail("cannot create context"); goto out; }
     ids = malloc(sizeof *ids * (size_t)cp.n_ctx);
     logits = malloc(sizeof *logits * (size_t)inf->n_vocab);
@@ -413,7 +384,7 @@ static int bench_model(const char *path, const bench_opts *o, bool *header_done)
         r.gbs = ng > 0 ? mf.tok_bytes * r.st.median / 1e9 : NAN;
         r.bw_pct = ng > 0 && o->bw > 0 ? 100.0 * r.gbs / o->bw : NAN;
         if (o->json) {
-            print_json(&mf, &r, o->threads, o->bw);
+            print_json(&mf, &r, o->threads, o->bw, o->reference);
         } else {
             if (!*header_done) {
                 printf("| %-28s | %-7s | %13s | %10s | %7s | %9s | %7s | %-7s | %19s | %6s | %6s |\n", "model", "type", "size",
@@ -427,8 +398,8 @@ static int bench_model(const char *path, const bench_opts *o, bool *header_done)
         }
     }
     if (!o->json)
-        fprintf(stderr, "%s: %s: %.2f MiB of weights read per generated token (non-expert + %d/%d of experts)\n", g_cmd,
-                mf.base, mf.tok_bytes / 1048576.0, inf->n_expert_used, inf->n_expert);
+        fprintf(stderr, "%s: %s: %.2f MiB of weights read per generated token (non-expert + %d/%d of experts); %s kernels\n",
+                g_cmd, mf.base, mf.tok_bytes / 1048576.0, inf->n_expert_used, inf->n_expert, o->reference ? "reference" : "fast");
     rc = 0;
 out:
     free(samples);
@@ -442,7 +413,7 @@ out:
 int cmd_bench(int argc, char **argv) {
     const char **models = calloc((size_t)argc, sizeof *models);
     int n_models = 0;
-    bench_opts o = {512, 128, 0, 3, 0, false, true, 0};
+    bench_opts o = {512, 128, 0, 3, 0, false, true, false, 0};
     bool bw = true;
     long bw_mib = 1024;
     if (!models) return fail("out of memory");
@@ -458,6 +429,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--json")) o.json = true;
         else if (!strcmp(a, "--no-warmup")) o.warmup = false;
         else if (!strcmp(a, "--no-bw")) bw = false;
+        else if (!strcmp(a, "--reference")) o.reference = true;
         else if (!strcmp(a, "--bw-mib")) bw_mib = parse_long(a, opt_value(argc, argv, &i), 16, 1 << 20);
         else die_usage("unknown option '%s'", a);
     }
@@ -469,7 +441,7 @@ int cmd_bench(int argc, char **argv) {
             free(models);
             return 1;
         }
-    if (o.threads == 0) o.threads = physical_cores();
+    if (o.threads == 0) o.threads = smoe_default_threads(); /* physical cores, as llama.cpp */
     if (bw) {
         o.bw = measure_bandwidth(o.threads, (size_t)bw_mib << 20);
         if (o.bw <= 0) fprintf(stderr, "%s: could not measure the memory bandwidth\n", g_cmd);
