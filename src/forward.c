@@ -26,7 +26,7 @@
 /* out[T][D] = sum over the chosen experts of w * down(silu(gate x) * up x) */
 static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, float *out) {
     const smoe_model_info *inf = &c->model->info;
-    const int32_t E = inf->n_expert, K = inf->n_expert_used, D = inf->n_embd, F = inf->n_ff;
+    const int32_t E = inf->n_expert, K = inf->n_expert_used, D = inf->n_embd;
     smoe_router_cfg rc = {.kind = inf->router, .n_expert = E, .k = K, .scale = 1.0f};
 
     matmul(c, c->rlogits, c->xn, &l->router, T);                          /* [T][E] */
@@ -50,10 +50,7 @@ static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, 
         const int32_t *tok = c->ex_tok + c->ex_off[e];
         const float *w = c->ex_w + c->ex_off[e];
         for (int32_t i = 0; i < n_e; i++) memcpy(c->xg + (size_t)i * D, c->xn + (size_t)tok[i] * D, sizeof(float) * D);
-        const smoe_tensor *gu[2] = {&l->exp_gate[e], &l->exp_up[e]};
-        float *gu_out[2] = {c->hg, c->hu};
-        smoe_cpu_matmul_n(c, c->xg, n_e, 2, gu, gu_out);                /* [n_e][F] gate, up */
-        smoe_op_swiglu(c->hg, c->hu, (int64_t)n_e * F);                 /* [n_e][F] */
+        smoe_cpu_gate_up(c, c->xg, n_e, &l->exp_gate[e], &l->exp_up[e], c->hg, c->hu); /* [n_e][F] silu(gate) * up */
         matmul(c, c->yg, c->hg, &l->exp_down[e], n_e);                 /* [n_e][D] */
         for (int32_t i = 0; i < n_e; i++)                               /* out[tok] += w * y */
             for (int32_t d = 0; d < D; d++) out[(size_t)tok[i] * D + d] += w[i] * c->yg[(size_t)i * D + d];
@@ -63,11 +60,7 @@ static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, 
 
 /* out[T][D] = down(silu(gate x) * up x) */
 static void dense_ffn(smoe_ctx *c, const smoe_layer *l, int32_t T, float *out) {
-    const int64_t F = c->model->info.n_ff;
-    const smoe_tensor *gu[2] = {&l->ffn_gate, &l->ffn_up};
-    float *gu_out[2] = {c->hg, c->hu};
-    smoe_cpu_matmul_n(c, c->xn, T, 2, gu, gu_out);                     /* [T][F] gate, up */
-    smoe_op_swiglu(c->hg, c->hu, T * F);                                /* [T][F] */
+    smoe_cpu_gate_up(c, c->xn, T, &l->ffn_gate, &l->ffn_up, c->hg, c->hu); /* [T][F] silu(gate) * up */
     matmul(c, out, c->hg, &l->ffn_down, T);                            /* [T][D] */
 }
 

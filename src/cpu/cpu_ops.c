@@ -59,71 +59,115 @@ static void quant_kernel(void *arg, int ith, int nth) {
             a->quant_kern[s]->act_quant(a->x + t * a->n_in, a->c->xq[s] + (size_t)t * a->slot_stride[s], a->n_in);
 }
 
+/* Rows [r0, r1) of weight i for all T tokens. */
+static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
+    const smoe_tensor *W = a->W[i];
+    const smoe_vec_dot_fn dot = W->kern->vec_dot;
+    const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
+    const uint8_t *xq = a->xq[i];
+    const size_t qs = a->qstride[i];
+    float *y = a->y[i];
+    const int64_t T4 = dot4 ? a->T / 4 * 4 : 0;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = W->data + (size_t)r * W->row_bytes;
+        float o[4];
+        for (int64_t t = 0; t < T4; t += 4) { /* the weight row is unpacked once per 4 tokens */
+            dot4(W->cols, w, xq + (size_t)t * qs, qs, o);
+            for (int j = 0; j < 4; j++) y[(t + j) * W->rows + r] = o[j];
+        }
+        for (int64_t t = T4; t < a->T; t++) y[t * W->rows + r] = dot(W->cols, w, xq + (size_t)t * qs);
+    }
+}
+
+/* All weights' rows, concatenated, split evenly over the threads. */
 static void mmq_kernel(void *arg, int ith, int nth) {
-    mmq_task *a = arg;
+    const mmq_task *a = arg;
     int64_t g0, g1, base = 0;
     smoe_split(a->rows_total, ith, nth, &g0, &g1);
     for (int i = 0; i < a->nw; i++) {
-        const smoe_tensor *W = a->W[i];
-        const int64_t r0 = SMOE_MAX(g0 - base, 0), r1 = SMOE_MIN(g1 - base, W->rows);
-        base += W->rows;
-        if (r0 >= r1) continue;
-        const smoe_vec_dot_fn dot = W->kern->vec_dot;
-        const uint8_t *xq = a->xq[i];
-        const size_t qs = a->qstride[i];
-        float *y = a->y[i];
-        const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
-        const int64_t T4 = dot4 ? a->T / 4 * 4 : 0;
-        for (int64_t r = r0; r < r1; r++) {
-            const uint8_t *w = W->data + (size_t)r * W->row_bytes;
-            float o[4];
-            for (int64_t t = 0; t < T4; t += 4) { /* the weight row is unpacked once per 4 tokens */
-                dot4(W->cols, w, xq + (size_t)t * qs, qs, o);
-                for (int j = 0; j < 4; j++) y[(t + j) * W->rows + r] = o[j];
-            }
-            for (int64_t t = T4; t < a->T; t++) y[t * W->rows + r] = dot(W->cols, w, xq + (size_t)t * qs);
-        }
+        const int64_t r0 = SMOE_MAX(g0 - base, 0), r1 = SMOE_MIN(g1 - base, a->W[i]->rows);
+        base += a->W[i]->rows;
+        if (r0 < r1) rows_dot(a, i, r0, r1);
     }
+}
+
+/* Gate and up rows [r0, r1) together, then SwiGLU on them in place: the thread that
+ * computed both halves of an element applies the activation, so no serial pass is left. */
+static void gate_up_kernel(void *arg, int ith, int nth) {
+    const mmq_task *a = arg;
+    const int64_t F = a->W[0]->rows;
+    int64_t r0, r1;
+    smoe_split(F, ith, nth, &r0, &r1);
+    if (r0 >= r1) return;
+    rows_dot(a, 0, r0, r1);
+    rows_dot(a, 1, r0, r1);
+    for (int64_t t = 0; t < a->T; t++) smoe_op_swiglu(a->y[0] + t * F + r0, a->y[1] + t * F + r0, r1 - r0);
+}
+
+/* Fill the task and quantize the input once per distinct vec_dot type. */
+static void mmq_prepare(smoe_ctx *c, mmq_task *a, const float *x, int64_t T, int n, const smoe_tensor *const *W,
+                        float *const *y) {
+    *a = (mmq_task){.c = c, .x = x, .T = T, .n_in = W[0]->cols, .nw = n};
+    for (int i = 0; i < n; i++) {
+        SMOE_ASSERT(W[i]->cols == a->n_in);
+        const smoe_kernel *k = W[i]->kern;
+        a->W[i] = W[i];
+        a->y[i] = y[i];
+        a->rows_total += W[i]->rows;
+        if (k->vec_dot_type == SMOE_DTYPE_F32) { /* the input is already in that type */
+            a->xq[i] = (const uint8_t *)x;
+            a->qstride[i] = sizeof(float) * (size_t)a->n_in;
+            continue;
+        }
+        int s = 0;
+        while (s < a->n_quant && a->quant_kern[s]->vec_dot_type != k->vec_dot_type) s++;
+        if (s == a->n_quant) { /* first weight wanting this activation type: quantize into slot s */
+            a->quant_kern[s] = k;
+            a->slot_stride[s] = row_bytes(k->vec_dot_type, a->n_in);
+            a->n_quant++;
+        }
+        a->xq[i] = c->xq[s];
+        a->qstride[i] = a->slot_stride[s];
+    }
+    if (a->n_quant) {
+        if (T == 1) quant_kernel(a, 0, 1); /* one row: not worth waking the pool */
+        else smoe_pool_run(c->pool, quant_kernel, a);
+    }
+}
+
+static bool use_fast(const smoe_ctx *c, int n, const smoe_tensor *const *W) {
+    bool fast = !c->reference;
+    for (int i = 0; i < n; i++) fast &= W[i]->kern != NULL;
+    return fast;
 }
 
 void smoe_cpu_matmul_n(smoe_ctx *c, const float *x, int64_t T, int n, const smoe_tensor *const *W, float *const *y) {
     SMOE_ASSERT(n >= 1 && n <= 3);
-    bool fast = !c->reference;
-    for (int i = 0; i < n; i++) fast &= W[i]->kern != NULL;
-    if (!fast) {
+    if (!use_fast(c, n, W)) {
         for (int i = 0; i < n; i++) {
             ref_task a = {y[i], x, W[i], T, c};
             smoe_pool_run(c->pool, ref_kernel, &a);
         }
         return;
     }
-    mmq_task a = {.c = c, .x = x, .T = T, .n_in = W[0]->cols, .nw = n};
-    for (int i = 0; i < n; i++) {
-        SMOE_ASSERT(W[i]->cols == a.n_in);
-        const smoe_kernel *k = W[i]->kern;
-        a.W[i] = W[i];
-        a.y[i] = y[i];
-        a.rows_total += W[i]->rows;
-        if (k->vec_dot_type == SMOE_DTYPE_F32) { /* the input is already in that type */
-            a.xq[i] = (const uint8_t *)x;
-            a.qstride[i] = sizeof(float) * (size_t)a.n_in;
-            continue;
-        }
-        int s = 0;
-        while (s < a.n_quant && a.quant_kern[s]->vec_dot_type != k->vec_dot_type) s++;
-        if (s == a.n_quant) { /* first weight wanting this activation type: quantize into slot s */
-            a.quant_kern[s] = k;
-            a.slot_stride[s] = row_bytes(k->vec_dot_type, a.n_in);
-            a.n_quant++;
-        }
-        a.xq[i] = c->xq[s];
-        a.qstride[i] = a.slot_stride[s];
-    }
-    if (a.n_quant) {
-        if (T == 1) quant_kernel(&a, 0, 1); /* one row: not worth waking the pool */
-        else smoe_pool_run(c->pool, quant_kernel, &a);
-    }
+    mmq_task a;
+    mmq_prepare(c, &a, x, T, n, W, y);
     smoe_pool_run(c->pool, mmq_kernel, &a);
+}
+
+void smoe_cpu_gate_up(smoe_ctx *c, const float *x, int64_t T, const smoe_tensor *Wg, const smoe_tensor *Wu, float *g,
+                      float *u) {
+    const smoe_tensor *W[2] = {Wg, Wu};
+    float *y[2] = {g, u};
+    SMOE_ASSERT(Wg->rows == Wu->rows);
+    if (!use_fast(c, 2, W)) {
+        smoe_cpu_matmul_n(c, x, T, 2, W, y);
+        smoe_op_swiglu(g, u, T * Wg->rows);
+        return;
+    }
+    mmq_task a;
+    mmq_prepare(c, &a, x, T, 2, W, y);
+    smoe_pool_run(c->pool, gate_up_kernel, &a);
 }
 
 void smoe_cpu_matmul(smoe_ctx *c, float *y, const float *x, const smoe_tensor *W, int64_t T) {

@@ -16,6 +16,11 @@ void smoe_cpu_matmul(smoe_ctx *c, float *y, const float *x, const smoe_tensor *W
  * quantized once per vec_dot type and all rows run as one parallel job. n <= 3. */
 void smoe_cpu_matmul_n(smoe_ctx *c, const float *x, int64_t T, int n, const smoe_tensor *const *W, float *const *y);
 
+/* g[T][F] = silu(x @ Wg^T) * (x @ Wu^T), the SwiGLU of an expert or dense FFN, as one
+ * parallel job (u[T][F] is scratch). */
+void smoe_cpu_gate_up(smoe_ctx *c, const float *x, int64_t T, const smoe_tensor *Wg, const smoe_tensor *Wu, float *g,
+                      float *u);
+
 /* Causal attention of the T new tokens of layer il over the KV cache -> c->att. */
 void smoe_cpu_attention(smoe_ctx *c, int il, int32_t T);
 
