@@ -33,6 +33,7 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
     c->n_batch = p.n_batch;
     c->n_threads = p.n_threads;
     c->reference = p.reference;
+    c->attn_fn = smoe_attn_group_get();
     smoe_status st = smoe_pool_init(p.n_threads, &c->pool);
     if (st) {
         free(c);
@@ -54,7 +55,7 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
               (c->ex_off = smoe_alloc_aligned(E + 1, sizeof(int32_t))) &&
               (c->xg = smoe_alloc_aligned(T * D, sizeof(float))) && (c->hg = smoe_alloc_aligned(T * F, sizeof(float))) &&
               (c->hu = smoe_alloc_aligned(T * F, sizeof(float))) && (c->yg = smoe_alloc_aligned(T * D, sizeof(float))) &&
-              (c->scores = smoe_alloc_aligned(nt * C, sizeof(float))) &&
+              (c->scores = smoe_alloc_aligned(nt * C * (size_t)(inf->n_head / inf->n_head_kv), sizeof(float))) &&
               (c->dq = smoe_alloc_aligned(nt * (size_t)m->max_cols, sizeof(float))) &&
               (c->out_rows = smoe_alloc_aligned(T * D, sizeof(float))) &&
               (c->rscratch = smoe_alloc_aligned(2 * E, sizeof(float)));

@@ -11,6 +11,7 @@
 #define SMOE_MODEL_H
 
 #include "smoe_internal.h"
+#include "cpu/attn.h"
 #include "cpu/kernels.h"
 #include "cpu/threadpool.h"
 
@@ -77,7 +78,8 @@ struct smoe_ctx {
     float *hg;                    /* [T][F] gate activations */
     float *hu;                    /* [T][F] up activations */
     float *yg;                    /* [T][D] expert outputs */
-    float *scores;                /* [nthreads][C] attention scores */
+    float *scores;                /* [nthreads][H/Hkv][C] attention scores */
+    smoe_attn_group_fn attn_fn;   /* grouped-query attention kernel for this CPU */
     float *dq;                    /* [nthreads][max_cols] dequantization scratch */
     float *out_rows;              /* [T][D] final normed rows for the logits */
     float *rscratch;              /* [2E] router scratch */

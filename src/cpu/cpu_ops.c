@@ -176,27 +176,6 @@ void smoe_cpu_matmul(smoe_ctx *c, float *y, const float *x, const smoe_tensor *W
 
 /* ------------------------------------------------------------------ attention */
 
-/* smoe_op_attend with the dispatched f32 dot for the scores and float accumulation; the
- * score buffer is one row of n_kv floats, so memory stays linear in the context. */
-static void attend_fast(float *out, const float *q, const float *kc, const float *vc, int64_t kv_stride, int32_t n_kv,
-                        int Dh, float *scores, smoe_vec_dot_fn dot) {
-    const float scale = 1.0f / sqrtf((float)Dh);
-    float mx = -INFINITY;
-    for (int32_t s = 0; s < n_kv; s++) {
-        scores[s] = dot(Dh, kc + s * kv_stride, q) * scale;
-        mx = scores[s] > mx ? scores[s] : mx;
-    }
-    float sum = 0;
-    for (int32_t s = 0; s < n_kv; s++) sum += (scores[s] = expf(scores[s] - mx));
-    const float inv = 1.0f / sum;
-    for (int d = 0; d < Dh; d++) out[d] = 0;
-    for (int32_t s = 0; s < n_kv; s++) {
-        const float p = scores[s] * inv;
-        const float *v = vc + s * kv_stride;
-        for (int d = 0; d < Dh; d++) out[d] += p * v[d];
-    }
-}
-
 typedef struct attn_task {
     smoe_ctx *c;
     int il;
@@ -207,21 +186,27 @@ static void attn_kernel(void *arg, int ith, int nth) {
     attn_task *a = arg;
     smoe_ctx *c = a->c;
     const smoe_model_info *inf = &c->model->info;
-    const int H = inf->n_head, Dh = inf->head_dim, group = inf->n_head / inf->n_head_kv;
-    const int64_t Dkv = (int64_t)inf->n_head_kv * Dh;
+    const int H = inf->n_head, Hkv = inf->n_head_kv, Dh = inf->head_dim, group = H / Hkv;
+    const int64_t Dkv = (int64_t)Hkv * Dh;
     const float *kc = c->k_cache + (size_t)a->il * c->n_ctx * Dkv;
     const float *vc = c->v_cache + (size_t)a->il * c->n_ctx * Dkv;
-    const smoe_kernel *k32 = c->reference ? NULL : smoe_kernels_get(SMOE_DTYPE_F32);
-    float *scores = c->scores + (size_t)ith * c->n_ctx;
+    float *scores = c->scores + (size_t)ith * c->n_ctx * (size_t)group;
     int64_t w0, w1;
-    smoe_split((int64_t)a->T * H, ith, nth, &w0, &w1);
+    if (c->reference) { /* one query head at a time, fp64 accumulation */
+        smoe_split((int64_t)a->T * H, ith, nth, &w0, &w1);
+        for (int64_t w = w0; w < w1; w++) {
+            const int64_t t = w / H, hq = w % H, hk = hq / group; /* query head hq reads kv head hq / (H/Hkv) */
+            smoe_op_attend(c->att + t * H * Dh + hq * Dh, c->q + t * H * Dh + hq * Dh, kc + hk * Dh, vc + hk * Dh, Dkv,
+                           c->n_past + (int32_t)t + 1, Dh, scores);
+        }
+        return;
+    }
+    /* the query heads hk*group .. hk*group+group-1 share kv head hk and sit next to each other */
+    smoe_split((int64_t)a->T * Hkv, ith, nth, &w0, &w1);
     for (int64_t w = w0; w < w1; w++) {
-        const int64_t t = w / H, hq = w % H, hk = hq / group; /* query head hq reads kv head hq / (H/Hkv) */
-        float *out = c->att + t * H * Dh + hq * Dh;
-        const float *q = c->q + t * H * Dh + hq * Dh;
-        const int32_t n_kv = c->n_past + (int32_t)t + 1;
-        if (k32) attend_fast(out, q, kc + hk * Dh, vc + hk * Dh, Dkv, n_kv, Dh, scores, k32->vec_dot);
-        else smoe_op_attend(out, q, kc + hk * Dh, vc + hk * Dh, Dkv, n_kv, Dh, scores);
+        const int64_t t = w / Hkv, hk = w % Hkv, off = t * H * Dh + hk * group * Dh;
+        c->attn_fn(c->att + off, c->q + off, kc + hk * Dh, vc + hk * Dh, Dkv, c->n_past + (int32_t)t + 1, group, Dh,
+                   scores);
     }
 }
 
