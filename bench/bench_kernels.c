@@ -4,12 +4,22 @@
  * matrix-vector product done row by row with vec_dot on one thread, reported as GB/s of
  * weight bytes streamed, plus the activation quantizer's time for one 4096-row.
  *
+ * With --x4 first, it benchmarks prefill instead: the same matrix times T = 64 tokens
+ * (BENCH_TOKENS=n for another multiple of 4), each weight row dotted with all T
+ * activation rows while it sits in L1 (as cpu_ops.c's mmq_kernel does), once with T
+ * vec_dot calls per row and once with T/4 vec_dot4 calls, reported as GFLOP/s
+ * (2 * 4096 * 4096 * T per pass), weight GB/s-equivalent (the matrix bytes times T per
+ * pass: what T one-token matvecs would stream) and the speedup of vec_dot4 (best passes,
+ * the two kinds alternating, for twice the budget); "same" says whether all outputs were
+ * bit-identical. Only the SIMD variants run there (the scalar vec_dot4 is 4 scalar dots
+ * by definition), unless the CPU has none.
+ *
  * What it does not do: threading, tiling, or checking results (tests/test_kernels.c
  * does that). Not part of the test suite. Build and run from the repository root, after
  * `make` has built build/libsmoe.a:
  *
  *   cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Isrc bench/bench_kernels.c build/libsmoe.a \
- *      -lm -pthread -o build/bench_kernels && ./build/bench_kernels [type ...]
+ *      -lm -pthread -o build/bench_kernels && ./build/bench_kernels [--x4] [type ...]
  *
  * Weights are random quant bytes with sane fp16 scales (the speed of these kernels does
  * not depend on the values). Set BENCH_SECONDS=x in the environment for longer runs.
@@ -78,6 +88,92 @@ static void fill(int t, uint8_t *w, size_t bytes) {
     }
 }
 
+static int T4 = 64; /* tokens of the --x4 benchmark (BENCH_TOKENS, a multiple of 4) */
+
+/* One pass of the --x4 benchmark: y[t * ROWS + r] for all rows and T4 tokens, with
+ * vec_dot4 when use4, else vec_dot. */
+static void x4_pass(const smoe_kernel *k, int use4, const uint8_t *w, size_t rowbytes, const uint8_t *a, size_t as,
+                    float *y) {
+    for (int r = 0; r < ROWS; r++) {
+        const uint8_t *wr = w + (size_t)r * rowbytes;
+        if (use4) {
+            float o[4];
+            for (int t = 0; t < T4; t += 4) {
+                k->vec_dot4(N, wr, a + (size_t)t * as, as, o);
+                for (int j = 0; j < 4; j++) y[(t + j) * ROWS + r] = o[j];
+            }
+        } else {
+            for (int t = 0; t < T4; t++) y[t * ROWS + r] = k->vec_dot(N, wr, a + (size_t)t * as);
+        }
+    }
+}
+
+/* Best times of the --x4 passes without (best[0]) and with (best[1]) vec_dot4, the two
+ * alternating (so that a slow spell of a shared machine hits both alike): at least 3
+ * of each, then as many as fit the budget. */
+static void x4_times(const smoe_kernel *k, const uint8_t *w, size_t rowbytes, const uint8_t *a, size_t as, float *y1,
+                     float *y4, double budget, double *best) {
+    const int nmode = k->vec_dot4 ? 2 : 1;
+    best[0] = best[1] = 1e30;
+    const double start = now();
+    int passes = 0;
+    double t1;
+    do {
+        for (int m = 0; m < nmode; m++) {
+            const double t0 = now();
+            x4_pass(k, m, w, rowbytes, a, as, m ? y4 : y1);
+            t1 = now();
+            if (t1 - t0 < best[m]) best[m] = t1 - t0;
+        }
+    } while (++passes < 3 || t1 - start < budget);
+}
+
+static int bench_x4(int argc, char **argv, const int *types, int ntypes, double budget) {
+    const char *tok = getenv("BENCH_TOKENS");
+    if (tok && atoi(tok) >= 4) T4 = atoi(tok) / 4 * 4;
+    float *x = malloc((size_t)N * T4 * sizeof *x);
+    float *y1 = malloc((size_t)ROWS * T4 * sizeof *y1), *y4 = malloc((size_t)ROWS * T4 * sizeof *y4);
+    uint8_t *a = malloc((size_t)N * 4 * T4);
+    for (size_t i = 0; i < (size_t)N * T4; i++) x[i] = rndf();
+    printf("%dx%d weights x %d tokens, one thread, best pass\n", ROWS, N, T4);
+    printf("%-5s %-7s %9s %9s %9s %9s %9s %9s %8s %5s\n", "type", "isa", "ms dot", "ms dot4", "GFLOP/s", "GFLOP/s4",
+           "GB/s", "GB/s4", "speedup", "same");
+    for (int ti = 0; ti < ntypes; ti++) {
+        const int t = types[ti];
+        if (argc > 0) {
+            int want = 0;
+            for (int k = 0; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
+            if (!want) continue;
+        }
+        const size_t rowbytes = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
+        uint8_t *w = malloc(rowbytes * ROWS);
+        fill(t, w, rowbytes * ROWS);
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(t, v, 8);
+        for (int k = nv > 1 ? 1 : 0; k < nv; k++) {
+            const int vt = v[k].vec_dot_type;
+            const size_t as = (size_t)(N / smoe_dtype_block_size(vt)) * smoe_dtype_block_bytes(vt);
+            for (int j = 0; j < T4; j++) v[k].act_quant(x + (size_t)j * N, a + (size_t)j * as, N);
+            const double flop = 2.0 * N * ROWS * T4, bytes = (double)rowbytes * ROWS * T4;
+            double best[2];
+            x4_times(&v[k], w, rowbytes, a, as, y1, y4, 2 * budget, best);
+            const double t1 = best[0], t4 = best[1];
+            if (!v[k].vec_dot4) {
+                printf("%-5s %-7s %9.2f %9s %9.2f %9s %9.2f %9s %8s %5s\n", smoe_dtype_name(t), v[k].isa, t1 * 1e3, "-",
+                       flop / t1 * 1e-9, "-", bytes / t1 * 1e-9, "-", "-", "-");
+                continue;
+            }
+            const int same = memcmp(y1, y4, (size_t)ROWS * T4 * sizeof *y1) == 0;
+            printf("%-5s %-7s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %7.2fx %5s\n", smoe_dtype_name(t), v[k].isa, t1 * 1e3,
+                   t4 * 1e3, flop / t1 * 1e-9, flop / t4 * 1e-9, bytes / t1 * 1e-9, bytes / t4 * 1e-9, t1 / t4,
+                   same ? "yes" : "NO");
+        }
+        free(w);
+    }
+    free(x), free(y1), free(y4), free(a);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const int types[] = {SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q5_1,
                                 SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q4_K,
@@ -85,6 +181,8 @@ int main(int argc, char **argv) {
                                 SMOE_DTYPE_F32};
     const char *sec = getenv("BENCH_SECONDS");
     const double budget = sec ? atof(sec) : 0.3;
+    if (argc > 1 && strcmp(argv[1], "--x4") == 0)
+        return bench_x4(argc - 2, argv + 2, types, (int)(sizeof types / sizeof types[0]), budget);
     float *x = malloc(N * sizeof *x), *y = malloc(ROWS * sizeof *y);
     uint8_t *a = malloc(N * 4 + 64);
     for (int i = 0; i < N; i++) x[i] = rndf();

@@ -13,7 +13,9 @@
  *     dequantized output within the rounding bound of the format, no write past the end
  *     (sentinel bytes), no NaN/Inf;
  *   - dispatch: NULL for types without a dot product, SMOE_ISA caps the choice (checked
- *     in forked children, before this process reads the table).
+ *     in forked children, before this process reads the table);
+ *   - vec_dot4 (1 weight row x 4 activation rows) of every variant: each output
+ *     bit-identical to the same variant's vec_dot, over strides and misalignments.
  * Prints one line per type with the largest errors seen.
  */
 #include "smoe.h"
@@ -531,6 +533,116 @@ static void test_dispatch(void) {
            f->f16c, f->avx512f, f->avx512bw, f->avx512vl, f->avx512vnni, f->avx512bf16, f->neon, f->dotprod);
 }
 
+/* ------------------------------------------------------------ vec_dot4 */
+
+/* vec_dot4 (one weight row x 4 activation rows a + j*stride) of every variant that has
+ * one, against four vec_dot calls of the same variant: bit-identical (the property the
+ * kernels document; it makes a token's result independent of how the matmul groups the
+ * tokens), and in any case within 1e-6 of sum|w*a|. The 4 rows get different activation
+ * modes (magnitudes 1e-3 .. 600, ties, zeros); strides are the row size, the row size +
+ * 64 and the row size + 7 (odd); weight and activation pointers are misaligned by 0, 1
+ * or 3 bytes; nothing is written past out[3]. */
+typedef struct stats4 {
+    int cases, outputs, identical;
+    double rel; /* worst |dot4 - dot| / sum|w*a| */
+} stats4;
+
+static void run_dot4_case(int t, int64_t n, int fill, int mode0, size_t extra, int misalign, stats4 *st) {
+    const smoe_kernel *R = smoe_kernels_ref(t);
+    const int vt = R->vec_dot_type;
+    const int64_t bs = smoe_dtype_block_size(t);
+    const size_t wbytes = (size_t)(n / bs) * smoe_dtype_block_bytes(t);
+    const size_t abytes = (size_t)(n / smoe_dtype_block_size(vt)) * smoe_dtype_block_bytes(vt);
+    const size_t stride = abytes + extra;
+    uint8_t *wbuf = malloc(wbytes + 3), *abuf = malloc(4 * stride + 3);
+    uint8_t *w = wbuf + misalign, *a = abuf + (misalign ? 4 - misalign : 0);
+    float *x = malloc((size_t)n * sizeof *x), *wf = malloc((size_t)n * sizeof *wf), *af = malloc((size_t)n * sizeof *af);
+    double absdot[4];
+    make_weights(t, w, n, fill, mode0 == 1 ? 1e-2f : 1.0f);
+    CHECK_OK(smoe_dequantize(t, w, wf, n));
+    memset(abuf, 0x5a, 4 * stride + 3); /* the gaps between rows hold junk */
+    for (int j = 0; j < 4; j++) {
+        make_acts(x, n, (mode0 + j) % 6);
+        R->act_quant(x, a + (size_t)j * stride, n);
+        CHECK_OK(smoe_dequantize(vt, a + (size_t)j * stride, af, n));
+        absdot[j] = 0;
+        for (int64_t i = 0; i < n; i++) absdot[j] += fabs((double)wf[i] * af[i]);
+    }
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    for (int k = 0; k < nv; k++) {
+        if (!v[k].vec_dot4) continue;
+        float out[5];
+        out[4] = -12345.0f; /* sentinel */
+        v[k].vec_dot4(n, w, a, stride, out);
+        CHECK(out[4] == -12345.0f, "%s/%s vec_dot4 wrote past out[3]", smoe_dtype_name(t), v[k].isa);
+        for (int j = 0; j < 4; j++) {
+            const float want = v[k].vec_dot(n, w, a + (size_t)j * stride);
+            const double diff = fabs((double)out[j] - want);
+            const int same = memcmp(&out[j], &want, sizeof want) == 0;
+            CHECK(same, "%s/%s n=%lld fill %d mode %d stride +%zu misalign %d token %d: vec_dot4 %.9g (%08x) vs vec_dot "
+                  "%.9g (%08x)",
+                  smoe_dtype_name(t), v[k].isa, (long long)n, fill, (mode0 + j) % 6, extra, misalign, j, out[j],
+                  smoe_f32_to_bits(out[j]), want, smoe_f32_to_bits(want));
+            CHECK(isfinite(out[j]) && diff <= 1e-6 * absdot[j], "%s/%s n=%lld token %d: |vec_dot4 - vec_dot| %.3g > 1e-6 * %.3g",
+                  smoe_dtype_name(t), v[k].isa, (long long)n, j, diff, absdot[j]);
+            st->outputs++;
+            st->identical += same;
+            if (absdot[j] > 0 && diff / absdot[j] > st->rel) st->rel = diff / absdot[j];
+        }
+    }
+    st->cases++;
+    free(wbuf), free(abuf), free(x), free(wf), free(af);
+}
+
+static void test_dot4_type(int t) {
+    /* float rows: tails of 1..31 values, 8- and 16-value steps, several 512-byte segments
+     * (the AVX2 kernel's unit) whole or cut; legacy rows: tails of 1..3 blocks, several
+     * 32-block segments whole or cut */
+    static const int64_t sizes1[] = {1, 3, 7, 8, 16, 31, 33, 56, 100, 120, 1000, 2088, 4096, 14336};
+    static const int64_t blocks32[] = {1, 2, 3, 4, 5, 6, 7, 9, 45, 128, 448}; /* 128, 448: 4096, 14336 values */
+    static const int64_t blocks256[] = {1, 2, 3, 7, 16, 56};
+    static const size_t extras[] = {0, 64, 7};
+    const int64_t bs = smoe_dtype_block_size(t);
+    const int64_t *sizes = bs == 1 ? sizes1 : bs == 32 ? blocks32 : blocks256;
+    const int nsizes = bs == 1 ? 14 : bs == 32 ? 11 : 6;
+    stats4 st = {0};
+    for (int s = 0; s < nsizes; s++) {
+        const int64_t n = bs == 1 ? sizes[s] : sizes[s] * bs;
+        for (int e = 0; e < 3; e++) {
+            run_dot4_case(t, n, 0, 2 * e, extras[e], e, &st);
+            run_dot4_case(t, n, 0, 2 * e + 1, extras[(e + 1) % 3], (e + 1) % 3, &st);
+            if (bs > 1) run_dot4_case(t, n, 1 + (e & 1), e, extras[e], e, &st); /* all-ones / all-zero quants */
+        }
+    }
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    char isas[64] = "";
+    for (int k = 0; k < nv; k++) {
+        if (!v[k].vec_dot4) continue;
+        if (isas[0]) strcat(isas, ",");
+        strncat(isas, v[k].isa, sizeof isas - strlen(isas) - 2);
+    }
+    CHECK(nv == 0 || v[nv - 1].vec_dot4 != NULL || strcmp(v[nv - 1].isa, "scalar") != 0, "%s: scalar row without vec_dot4",
+          smoe_dtype_name(t));
+    printf("%-5s vec_dot4 [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
+           smoe_dtype_name(t), isas, st.cases, st.identical, st.outputs, st.rel);
+}
+
+/* The table: the scalar rows all have a vec_dot4; a level that overrides vec_dot without
+ * a vec_dot4 of its own has none (never its parent's, which would be slower). */
+static void test_dot4_table(void) {
+    for (int i = 0; i < NTYPES; i++) {
+        const int t = k_types[i];
+        const smoe_kernel *r = smoe_kernels_ref(t);
+        CHECK(r && r->vec_dot4 != NULL, "%s: no reference vec_dot4", smoe_dtype_name(t));
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(t, v, 8);
+        for (int k = 1; k < nv; k++)
+            CHECK(v[k].vec_dot4 != r->vec_dot4, "%s/%s inherits the scalar vec_dot4", smoe_dtype_name(t), v[k].isa);
+    }
+}
+
 int main(void) {
     /* before anything builds the table in this process */
     test_cap("scalar");
@@ -540,5 +652,7 @@ int main(void) {
     test_dispatch();
     test_special();
     for (int i = 0; i < NTYPES; i++) test_type(k_types[i]);
+    test_dot4_table();
+    for (int i = 0; i < NTYPES; i++) test_dot4_type(k_types[i]);
     return TEST_REPORT();
 }

@@ -9,10 +9,11 @@
  * faster versions of - and picks the best level the CPU runs, capped by the SMOE_ISA
  * environment variable. After that, every lookup is a plain array read.
  *
- * What it does not do: no kernels (dot_ref.c, x86/dot_avx2.c, arm/dot_neon.c), no runtime
- * switching after the first call (SMOE_ISA is read once), no detection on other
- * OSes/arches (they get the scalar rows). The avx512 level is reserved (detected, named,
- * ordered above avx2) but no AVX-512 kernels exist yet: this machine cannot run them.
+ * What it does not do: no kernels (dot_ref.c, x86/dot_avx2.c, x86/dot4_avx2.c,
+ * arm/dot_neon.c), no runtime switching after the first call (SMOE_ISA is read once), no
+ * detection on other OSes/arches (they get the scalar rows). The avx512 level is reserved
+ * (detected, named, ordered above avx2) but no AVX-512 kernels exist yet: this machine
+ * cannot run them.
  */
 #include "cpu/kernels.h"
 #include "smoe.h"
@@ -35,6 +36,7 @@
 void smoe_kernels_fill_scalar(smoe_kernel *rows, int count);
 #if defined(__x86_64__)
 void smoe_kernels_fill_avx2(smoe_kernel *rows, int count);
+void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count); /* x86/dot4_avx2.c: vec_dot4 */
 #endif
 /* The NEON file assumes little-endian lanes; big-endian AArch64 keeps the scalar rows. */
 #if defined(__aarch64__) && defined(__ARM_NEON) && defined(__BYTE_ORDER__) && \
@@ -111,6 +113,16 @@ static int isa_by_name(const char *s) {
     return -1;
 }
 
+#if defined(__x86_64__) || defined(SMOE_HAVE_NEON)
+/* A level that overrides a type's vec_dot but not its vec_dot4 must not keep the
+ * parent's vec_dot4 (four of the parent's slower dots): it gets NULL, so that callers
+ * use its own vec_dot four times. */
+static void drop_inherited_dot4(smoe_kernel *rows, const smoe_kernel *parent) {
+    for (int t = 0; t < SMOE_DTYPE_COUNT; t++)
+        if (rows[t].vec_dot != parent[t].vec_dot && rows[t].vec_dot4 == parent[t].vec_dot4) rows[t].vec_dot4 = NULL;
+}
+#endif
+
 static bool is_ancestor_or_self(int level, int of) {
     for (int i = of; i >= 0; i = g_isa_parent[i])
         if (i == level) return true;
@@ -131,6 +143,8 @@ static void init(void) {
     if (g_feat.avx2 && g_feat.fma && g_feat.f16c) {
         memcpy(g_rows[ISA_AVX2], g_rows[ISA_SCALAR], sizeof g_rows[ISA_AVX2]);
         smoe_kernels_fill_avx2(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
+        smoe_kernels_fill_avx2_dot4(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
+        drop_inherited_dot4(g_rows[ISA_AVX2], g_rows[ISA_SCALAR]);
         g_runnable[ISA_AVX2] = true;
     }
 #endif
@@ -139,6 +153,7 @@ static void init(void) {
     if (g_feat.neon) {
         memcpy(g_rows[ISA_NEON], g_rows[ISA_SCALAR], sizeof g_rows[ISA_NEON]);
         smoe_kernels_fill_neon(g_rows[ISA_NEON], SMOE_DTYPE_COUNT);
+        drop_inherited_dot4(g_rows[ISA_NEON], g_rows[ISA_SCALAR]);
         g_runnable[ISA_NEON] = true;
     }
 #endif
@@ -181,7 +196,7 @@ int smoe_kernels_all(int dtype, smoe_kernel *out, int cap) {
          * list each distinct row once */
         bool dup = false;
         for (int j = 0; j < n; j++)
-            dup |= out[j].vec_dot == k->vec_dot && out[j].act_quant == k->act_quant;
+            dup |= out[j].vec_dot == k->vec_dot && out[j].act_quant == k->act_quant && out[j].vec_dot4 == k->vec_dot4;
         if (!dup) out[n++] = *k;
     }
     return n;
