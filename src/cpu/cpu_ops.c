@@ -59,7 +59,10 @@ static void quant_kernel(void *arg, int ith, int nth) {
             a->quant_kern[s]->act_quant(a->x + t * a->n_in, a->c->xq[s] + (size_t)t * a->slot_stride[s], a->n_in);
 }
 
-/* Rows [r0, r1) of weight i for all T tokens. */
+/* Rows [r0, r1) of weight i for all T tokens. Tiled: a block of ROW_BLOCK weight rows
+ * (~10-20 KB) is swept over the tokens four at a time, so the weight block stays in L1
+ * while each group of four activation rows is reused ROW_BLOCK times. */
+#define ROW_BLOCK 64
 static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
     const smoe_tensor *W = a->W[i];
     const smoe_vec_dot_fn dot = W->kern->vec_dot;
@@ -67,15 +70,19 @@ static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
     const uint8_t *xq = a->xq[i];
     const size_t qs = a->qstride[i];
     float *y = a->y[i];
-    const int64_t T4 = dot4 ? a->T / 4 * 4 : 0;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *w = W->data + (size_t)r * W->row_bytes;
-        float o[4];
-        for (int64_t t = 0; t < T4; t += 4) { /* the weight row is unpacked once per 4 tokens */
-            dot4(W->cols, w, xq + (size_t)t * qs, qs, o);
-            for (int j = 0; j < 4; j++) y[(t + j) * W->rows + r] = o[j];
+    const int64_t T4 = dot4 ? a->T / 4 * 4 : 0, M = W->rows;
+    for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+        const int64_t re = SMOE_MIN(rb + ROW_BLOCK, r1);
+        for (int64_t t = 0; t < T4; t += 4) { /* each weight row is unpacked once per 4 tokens */
+            const uint8_t *x4 = xq + (size_t)t * qs;
+            for (int64_t r = rb; r < re; r++) {
+                float o[4];
+                dot4(W->cols, W->data + (size_t)r * W->row_bytes, x4, qs, o);
+                for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j];
+            }
         }
-        for (int64_t t = T4; t < a->T; t++) y[t * W->rows + r] = dot(W->cols, w, xq + (size_t)t * qs);
+        for (int64_t t = T4; t < a->T; t++)
+            for (int64_t r = rb; r < re; r++) y[t * M + r] = dot(W->cols, W->data + (size_t)r * W->row_bytes, xq + (size_t)t * qs);
     }
 }
 
@@ -191,8 +198,8 @@ static void attn_kernel(void *arg, int ith, int nth) {
     const float *kc = c->k_cache + (size_t)a->il * c->n_ctx * Dkv;
     const float *vc = c->v_cache + (size_t)a->il * c->n_ctx * Dkv;
     float *scores = c->scores + (size_t)ith * c->n_ctx * (size_t)group;
-    int64_t w0, w1;
     if (c->reference) { /* one query head at a time, fp64 accumulation */
+        int64_t w0, w1;
         smoe_split((int64_t)a->T * H, ith, nth, &w0, &w1);
         for (int64_t w = w0; w < w1; w++) {
             const int64_t t = w / H, hq = w % H, hk = hq / group; /* query head hq reads kv head hq / (H/Hkv) */
@@ -201,9 +208,10 @@ static void attn_kernel(void *arg, int ith, int nth) {
         }
         return;
     }
-    /* the query heads hk*group .. hk*group+group-1 share kv head hk and sit next to each other */
-    smoe_split((int64_t)a->T * Hkv, ith, nth, &w0, &w1);
-    for (int64_t w = w0; w < w1; w++) {
+    /* the query heads hk*group .. hk*group+group-1 share kv head hk and sit next to each
+     * other. Work items are dealt round-robin: causal rows grow with t, so contiguous
+     * ranges would give the last thread the longest rows. */
+    for (int64_t w = ith; w < (int64_t)a->T * Hkv; w += nth) {
         const int64_t t = w / Hkv, hk = w % Hkv, off = t * H * Dh + hk * group * Dh;
         c->attn_fn(c->att + off, c->q + off, kc + hk * Dh, vc + hk * Dh, Dkv, c->n_past + (int32_t)t + 1, group, Dh,
                    scores);
