@@ -53,8 +53,8 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
               (c->ex_tok = smoe_alloc_aligned(T * K, sizeof(int32_t))) &&
               (c->ex_w = smoe_alloc_aligned(T * K, sizeof(float))) &&
               (c->ex_off = smoe_alloc_aligned(E + 1, sizeof(int32_t))) &&
-              (c->xg = smoe_alloc_aligned(T * D, sizeof(float))) && (c->hg = smoe_alloc_aligned(T * F, sizeof(float))) &&
-              (c->hu = smoe_alloc_aligned(T * F, sizeof(float))) && (c->yg = smoe_alloc_aligned(T * D, sizeof(float))) &&
+              (c->xg = smoe_alloc_aligned(T * K * D, sizeof(float))) && (c->hg = smoe_alloc_aligned(T * F, sizeof(float))) &&
+              (c->hu = smoe_alloc_aligned(T * F, sizeof(float))) && (c->yg = smoe_alloc_aligned(T * K * D, sizeof(float))) &&
               (c->scores = smoe_alloc_aligned(nt * C * (size_t)(inf->n_head / inf->n_head_kv), sizeof(float))) &&
               (c->dq = smoe_alloc_aligned(nt * (size_t)m->max_cols, sizeof(float))) &&
               (c->out_rows = smoe_alloc_aligned(T * D, sizeof(float))) &&

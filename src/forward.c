@@ -43,18 +43,12 @@ static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, 
     }
     c->ex_off[E] = n;
 
-    memset(out, 0, sizeof(float) * (size_t)T * D);
-    for (int32_t e = 0; e < E; e++) {
-        const int32_t n_e = c->ex_off[e + 1] - c->ex_off[e];
-        if (n_e == 0) continue;
-        const int32_t *tok = c->ex_tok + c->ex_off[e];
-        const float *w = c->ex_w + c->ex_off[e];
-        for (int32_t i = 0; i < n_e; i++) memcpy(c->xg + (size_t)i * D, c->xn + (size_t)tok[i] * D, sizeof(float) * D);
-        smoe_cpu_gate_up(c, c->xg, n_e, &l->exp_gate[e], &l->exp_up[e], c->hg, c->hu); /* [n_e][F] silu(gate) * up */
-        matmul(c, c->yg, c->hg, &l->exp_down[e], n_e);                 /* [n_e][D] */
-        for (int32_t i = 0; i < n_e; i++)                               /* out[tok] += w * y */
-            for (int32_t d = 0; d < D; d++) out[(size_t)tok[i] * D + d] += w[i] * c->yg[(size_t)i * D + d];
-    }
+    for (int32_t i = 0; i < n; i++)                                      /* [T*K][D] inputs, grouped by expert */
+        memcpy(c->xg + (size_t)i * D, c->xn + (size_t)c->ex_tok[i] * D, sizeof(float) * D);
+    smoe_cpu_experts(c, l->exp_gate, l->exp_up, l->exp_down, E, c->ex_off, n, c->xg, c->hg, c->hu, c->yg); /* [T*K][D] */
+    memset(out, 0, sizeof(float) * (size_t)T * D);                      /* out[tok] += w * y */
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t d = 0; d < D; d++) out[(size_t)c->ex_tok[i] * D + d] += c->ex_w[i] * c->yg[(size_t)i * D + d];
     return SMOE_OK;
 }
 

@@ -74,10 +74,10 @@ struct smoe_ctx {
     int32_t *ex_tok;              /* [T*K] token index of each (expert, slot) assignment, grouped */
     float *ex_w;                  /* [T*K] gate weight of that assignment */
     int32_t *ex_off;              /* [E+1] start of each expert's group in ex_tok */
-    float *xg;                    /* [T][D] gathered inputs of one expert */
+    float *xg;                    /* [T*K][D] routed inputs, grouped by expert */
     float *hg;                    /* [T][F] gate activations */
     float *hu;                    /* [T][F] up activations */
-    float *yg;                    /* [T][D] expert outputs */
+    float *yg;                    /* [T*K][D] expert outputs, same order */
     float *scores;                /* [nthreads][H/Hkv][C] attention scores */
     smoe_attn_group_fn attn_fn;   /* grouped-query attention kernel for this CPU */
     float *dq;                    /* [nthreads][max_cols] dequantization scratch */

@@ -222,3 +222,92 @@ void smoe_cpu_attention(smoe_ctx *c, int il, int32_t T) {
     attn_task a = {c, il, T};
     smoe_pool_run(c->pool, attn_kernel, &a);
 }
+
+/* ------------------------------------------------------------------ experts of one layer */
+
+#define MAX_ACTIVE 64 /* experts with work in one fused job; more go through the per-expert path */
+
+typedef struct grp_task {
+    const smoe_tensor *Wa, *Wb;  /* per-expert views; Wb NULL for a single matmul */
+    int32_t n_act;
+    int32_t act[MAX_ACTIVE];     /* expert of each active group */
+    int64_t off[MAX_ACTIVE + 1]; /* its rows in x / y */
+    const uint8_t *xq;
+    size_t qs;
+    float *ya, *yb;
+    int64_t M;                   /* output rows of each expert matrix */
+} grp_task;
+
+/* Rows of the concatenated (active expert, output row) space, split evenly; with Wb the
+ * pair is computed row by row and finished with SwiGLU, as in gate_up_kernel. */
+static void grp_kernel(void *arg, int ith, int nth) {
+    const grp_task *a = arg;
+    int64_t g0, g1;
+    smoe_split((int64_t)a->n_act * a->M, ith, nth, &g0, &g1);
+    for (int32_t i = (int32_t)(g0 / a->M); i < a->n_act && (int64_t)i * a->M < g1; i++) {
+        const int64_t r0 = SMOE_MAX(g0 - i * a->M, 0), r1 = SMOE_MIN(g1 - i * a->M, a->M);
+        const smoe_tensor *Wa = &a->Wa[a->act[i]], *Wb = a->Wb ? &a->Wb[a->act[i]] : NULL;
+        for (int64_t t = a->off[i]; t < a->off[i + 1]; t++) {
+            const uint8_t *x = a->xq + (size_t)t * a->qs;
+            float *ya = a->ya + t * a->M;
+            for (int64_t r = r0; r < r1; r++) ya[r] = Wa->kern->vec_dot(Wa->cols, Wa->data + (size_t)r * Wa->row_bytes, x);
+            if (Wb) {
+                float *yb = a->yb + t * a->M;
+                for (int64_t r = r0; r < r1; r++) yb[r] = Wb->kern->vec_dot(Wb->cols, Wb->data + (size_t)r * Wb->row_bytes, x);
+                smoe_op_swiglu(ya + r0, yb + r0, r1 - r0);
+            }
+        }
+    }
+}
+
+/* Quantize rows [0, n) of x into buffer q for kernel k; returns the row stride. */
+static size_t quantize_all(smoe_ctx *c, const smoe_kernel *k, const float *x, int64_t n, int64_t cols, uint8_t *q) {
+    const size_t qs = row_bytes(k->vec_dot_type, cols);
+    mmq_task a = {.c = c, .x = x, .T = n, .n_in = cols, .n_quant = 1};
+    a.quant_kern[0] = k;
+    a.slot_stride[0] = qs;
+    if (k->vec_dot_type == SMOE_DTYPE_F32) {
+        memcpy(q, x, sizeof(float) * (size_t)(n * cols));
+        return qs;
+    }
+    SMOE_ASSERT(q == c->xq[0]); /* quant_kernel writes slot 0 */
+    if (n <= 2) quant_kernel(&a, 0, 1);
+    else smoe_pool_run(c->pool, quant_kernel, &a);
+    return qs;
+}
+
+void smoe_cpu_experts(smoe_ctx *c, const smoe_tensor *Wg, const smoe_tensor *Wu, const smoe_tensor *Wd, int32_t E,
+                      const int32_t *off, int64_t n, const float *x, float *h, float *u, float *y) {
+    grp_task a = {.n_act = 0};
+    bool fused = !c->reference && n <= c->n_batch;
+    for (int32_t e = 0; e < E && fused; e++) {
+        if (off[e + 1] == off[e]) continue;
+        /* one job needs one activation type per matrix kind across the experts */
+        fused = a.n_act < MAX_ACTIVE && Wg[e].kern && Wu[e].kern && Wd[e].kern &&
+                Wg[e].kern->vec_dot_type == Wg[0].kern->vec_dot_type && Wu[e].kern->vec_dot_type == Wg[0].kern->vec_dot_type &&
+                Wd[e].kern->vec_dot_type == Wd[0].kern->vec_dot_type;
+        a.act[a.n_act] = e;
+        a.off[a.n_act++] = off[e];
+    }
+    const int64_t D = Wd[0].rows, F = Wg[0].rows;
+    if (!fused || n > 4 * a.n_act) {
+        /* prefill-sized groups: one gate/up and one down job per expert (each large enough
+         * to keep the threads busy, and tiled over tokens by rows_dot) */
+        for (int32_t e = 0; e < E; e++) {
+            const int64_t n_e = off[e + 1] - off[e];
+            if (n_e == 0) continue;
+            smoe_cpu_gate_up(c, x + off[e] * D, n_e, &Wg[e], &Wu[e], h, u); /* [n_e][F] */
+            smoe_cpu_matmul(c, y + off[e] * D, h, &Wd[e], n_e);             /* [n_e][D] */
+        }
+        return;
+    }
+    /* decode-sized: every active expert's gate/up as one job, then every down as one job */
+    a.off[a.n_act] = n;
+    a.Wa = Wg, a.Wb = Wu, a.ya = h, a.yb = u, a.M = F;
+    a.xq = c->xq[0];
+    a.qs = quantize_all(c, Wg[a.act[0]].kern, x, n, D, c->xq[0]);
+    smoe_pool_run(c->pool, grp_kernel, &a);                            /* [n][F] silu(gate) * up */
+    a.Wa = Wd, a.Wb = NULL, a.ya = y, a.yb = NULL, a.M = D;
+    a.qs = quantize_all(c, Wd[a.act[0]].kern, h, n, F, c->xq[0]);
+    smoe_pool_run(c->pool, grp_kernel, &a);                            /* [n][D] */
+}

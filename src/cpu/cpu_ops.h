@@ -21,6 +21,13 @@ void smoe_cpu_matmul_n(smoe_ctx *c, const float *x, int64_t T, int n, const smoe
 void smoe_cpu_gate_up(smoe_ctx *c, const float *x, int64_t T, const smoe_tensor *Wg, const smoe_tensor *Wu, float *g,
                       float *u);
 
+/* The experts of one MoE layer: x[n][D] holds the n = T*K routed input rows grouped by
+ * expert (expert e owns rows off[e]..off[e+1]); y[n][D] gets each row's expert output.
+ * Few rows (decode): all active experts' gate/up run as one job and all their downs as a
+ * second one; many rows: a gate/up job and a down job per expert. h, u: [n_batch][F]. */
+void smoe_cpu_experts(smoe_ctx *c, const smoe_tensor *Wg, const smoe_tensor *Wu, const smoe_tensor *Wd, int32_t E,
+                      const int32_t *off, int64_t n, const float *x, float *h, float *u, float *y);
+
 /* Causal attention of the T new tokens of layer il over the KV cache -> c->att. */
 void smoe_cpu_attention(smoe_ctx *c, int il, int32_t T);
 
