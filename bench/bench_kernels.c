@@ -14,12 +14,15 @@
  * bit-identical. Only the SIMD variants run there (the scalar vec_dot4 is 4 scalar dots
  * by definition), unless the CPU has none.
  *
+ * With --2x4 first, the same prefill matrix with vec_dot4 on each row vs vec_dot_2x4 on
+ * each pair of rows (the types that have one), ms per pass and the speedup of 2x4.
+ *
  * What it does not do: threading, tiling, or checking results (tests/test_kernels.c
  * does that). Not part of the test suite. Build and run from the repository root, after
  * `make` has built build/libsmoe.a:
  *
  *   cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Isrc bench/bench_kernels.c build/libsmoe.a \
- *      -lm -pthread -o build/bench_kernels && ./build/bench_kernels [--x4] [type ...]
+ *      -lm -pthread -o build/bench_kernels && ./build/bench_kernels [--x4|--2x4] [type ...]
  *
  * Weights are random quant bytes with sane fp16 scales (the speed of these kernels does
  * not depend on the values). Set BENCH_SECONDS=x in the environment for longer runs.
@@ -174,6 +177,77 @@ static int bench_x4(int argc, char **argv, const int *types, int ntypes, double 
     return 0;
 }
 
+/* One pass of the --2x4 benchmark: y[t * ROWS + r] for all rows and T4 tokens, with
+ * vec_dot_2x4 on row pairs when use2x4, else vec_dot4 (rows outer, 4-token groups inner
+ * for both, so that the weight rows sit in L1 while the tokens stream). */
+static void p2x4_pass(const smoe_kernel *k, int use2x4, const uint8_t *w, size_t rowbytes, const uint8_t *a, size_t as,
+                      float *y) {
+    for (int r = 0; r < ROWS; r += 2) {
+        const uint8_t *wr = w + (size_t)r * rowbytes;
+        for (int t = 0; t < T4; t += 4) {
+            float o[8];
+            if (use2x4) {
+                k->vec_dot_2x4(N, wr, rowbytes, a + (size_t)t * as, as, o);
+            } else {
+                k->vec_dot4(N, wr, a + (size_t)t * as, as, o);
+                k->vec_dot4(N, wr + rowbytes, a + (size_t)t * as, as, o + 4);
+            }
+            for (int q = 0; q < 8; q++) y[(t + q % 4) * ROWS + r + q / 4] = o[q];
+        }
+    }
+}
+
+/* --2x4: vec_dot4 (two rows) vs vec_dot_2x4 on the same matrix and T4 tokens, the two
+ * alternating, best passes; "same" says whether all outputs were bit-identical. */
+static int bench_2x4(int argc, char **argv, const int *types, int ntypes, double budget) {
+    const char *tok = getenv("BENCH_TOKENS");
+    if (tok && atoi(tok) >= 4) T4 = atoi(tok) / 4 * 4;
+    float *x = malloc((size_t)N * T4 * sizeof *x);
+    float *y4 = malloc((size_t)ROWS * T4 * sizeof *y4), *y8 = malloc((size_t)ROWS * T4 * sizeof *y8);
+    uint8_t *a = malloc((size_t)N * 4 * T4);
+    for (size_t i = 0; i < (size_t)N * T4; i++) x[i] = rndf();
+    printf("%dx%d weights x %d tokens, one thread, best pass\n", ROWS, N, T4);
+    printf("%-5s %-7s %9s %9s %9s %9s %8s %5s\n", "type", "isa", "ms dot4", "ms 2x4", "GFLOP/s4", "GFLOP/s8", "speedup",
+           "same");
+    for (int ti = 0; ti < ntypes; ti++) {
+        const int t = types[ti];
+        if (argc > 0) {
+            int want = 0;
+            for (int k = 0; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
+            if (!want) continue;
+        }
+        const size_t rowbytes = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
+        uint8_t *w = malloc(rowbytes * ROWS);
+        fill(t, w, rowbytes * ROWS);
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(t, v, 8);
+        for (int k = nv > 1 ? 1 : 0; k < nv; k++) {
+            if (!v[k].vec_dot4 || !v[k].vec_dot_2x4) continue;
+            const int vt = v[k].vec_dot_type;
+            const size_t as = (size_t)(N / smoe_dtype_block_size(vt)) * smoe_dtype_block_bytes(vt);
+            for (int j = 0; j < T4; j++) v[k].act_quant(x + (size_t)j * N, a + (size_t)j * as, N);
+            const double flop = 2.0 * N * ROWS * T4;
+            double best[2] = {1e30, 1e30}, t1;
+            const double start = now();
+            int passes = 0;
+            do {
+                for (int m = 0; m < 2; m++) {
+                    const double t0 = now();
+                    p2x4_pass(&v[k], m, w, rowbytes, a, as, m ? y8 : y4);
+                    t1 = now();
+                    if (t1 - t0 < best[m]) best[m] = t1 - t0;
+                }
+            } while (++passes < 3 || t1 - start < 2 * budget);
+            const int same = memcmp(y4, y8, (size_t)ROWS * T4 * sizeof *y4) == 0;
+            printf("%-5s %-7s %9.2f %9.2f %9.2f %9.2f %7.2fx %5s\n", smoe_dtype_name(t), v[k].isa, best[0] * 1e3,
+                   best[1] * 1e3, flop / best[0] * 1e-9, flop / best[1] * 1e-9, best[0] / best[1], same ? "yes" : "NO");
+        }
+        free(w);
+    }
+    free(x), free(y4), free(y8), free(a);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const int types[] = {SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q5_1,
                                 SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q4_K,
@@ -183,6 +257,8 @@ int main(int argc, char **argv) {
     const double budget = sec ? atof(sec) : 0.3;
     if (argc > 1 && strcmp(argv[1], "--x4") == 0)
         return bench_x4(argc - 2, argv + 2, types, (int)(sizeof types / sizeof types[0]), budget);
+    if (argc > 1 && strcmp(argv[1], "--2x4") == 0)
+        return bench_2x4(argc - 2, argv + 2, types, (int)(sizeof types / sizeof types[0]), budget);
     float *x = malloc(N * sizeof *x), *y = malloc(ROWS * sizeof *y);
     uint8_t *a = malloc(N * 4 + 64);
     for (int i = 0; i < N; i++) x[i] = rndf();

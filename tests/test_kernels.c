@@ -15,7 +15,8 @@
  *   - dispatch: NULL for types without a dot product, SMOE_ISA caps the choice (checked
  *     in forked children, before this process reads the table);
  *   - vec_dot4 (1 weight row x 4 activation rows) of every variant: each output
- *     bit-identical to the same variant's vec_dot, over strides and misalignments.
+ *     bit-identical to the same variant's vec_dot, over strides and misalignments;
+ *   - vec_dot_2x4 (2 weight rows x 4 activation rows; Q8_0, Q4_K, Q6_K) likewise.
  * Prints one line per type with the largest errors seen.
  */
 #include "smoe.h"
@@ -643,6 +644,124 @@ static void test_dot4_table(void) {
     }
 }
 
+/* ------------------------------------------------------------ vec_dot_2x4 */
+
+/* vec_dot_2x4 (weight rows w, w + w_stride x activation rows a + j*a_stride) of every
+ * variant that has one, against eight vec_dot calls of the same variant: bit-identical,
+ * and in any case within 1e-6 of sum|w*a|. The two weight rows get different fills and
+ * magnitudes, the 4 activation rows different modes; both strides are the row size, the
+ * row size + 64 or the row size + 7 (odd), the pointers misaligned by 0, 1 or 3 bytes;
+ * nothing is written past out[7]. */
+static const int k_types_2x4[] = {SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q4_K, SMOE_DTYPE_Q6_K};
+#define NTYPES_2X4 ((int)(sizeof k_types_2x4 / sizeof k_types_2x4[0]))
+
+static void run_2x4_case(int t, int64_t n, int fill, int mode0, size_t wextra, size_t aextra, int misalign, stats4 *st) {
+    const smoe_kernel *R = smoe_kernels_ref(t);
+    const int vt = R->vec_dot_type;
+    const int64_t bs = smoe_dtype_block_size(t);
+    const size_t wbytes = (size_t)(n / bs) * smoe_dtype_block_bytes(t);
+    const size_t abytes = (size_t)(n / smoe_dtype_block_size(vt)) * smoe_dtype_block_bytes(vt);
+    const size_t wstride = wbytes + wextra, astride = abytes + aextra;
+    uint8_t *wbuf = malloc(2 * wstride + 3), *abuf = malloc(4 * astride + 3);
+    uint8_t *w = wbuf + misalign, *a = abuf + (misalign ? 4 - misalign : 0);
+    float *x = malloc((size_t)n * sizeof *x), *wf = malloc((size_t)n * sizeof *wf), *af = malloc((size_t)n * sizeof *af);
+    float *wf1 = malloc((size_t)n * sizeof *wf1);
+    double absdot[8];
+    memset(wbuf, 0x3c, 2 * wstride + 3); /* junk between the weight rows */
+    make_weights(t, w, n, fill, mode0 == 1 ? 1e-2f : 1.0f);
+    make_weights(t, w + wstride, n, fill ? 3 - fill : 0, mode0 == 2 ? 1e-2f : 1.0f); /* the other saturating fill */
+    CHECK_OK(smoe_dequantize(t, w, wf, n));
+    CHECK_OK(smoe_dequantize(t, w + wstride, wf1, n));
+    memset(abuf, 0x5a, 4 * astride + 3);
+    for (int j = 0; j < 4; j++) {
+        make_acts(x, n, (mode0 + j) % 6);
+        R->act_quant(x, a + (size_t)j * astride, n);
+        CHECK_OK(smoe_dequantize(vt, a + (size_t)j * astride, af, n));
+        absdot[j] = absdot[4 + j] = 0;
+        for (int64_t i = 0; i < n; i++) {
+            absdot[j] += fabs((double)wf[i] * af[i]);
+            absdot[4 + j] += fabs((double)wf1[i] * af[i]);
+        }
+    }
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    for (int k = 0; k < nv; k++) {
+        if (!v[k].vec_dot_2x4) continue;
+        float out[9];
+        out[8] = -12345.0f; /* sentinel */
+        v[k].vec_dot_2x4(n, w, wstride, a, astride, out);
+        CHECK(out[8] == -12345.0f, "%s/%s vec_dot_2x4 wrote past out[7]", smoe_dtype_name(t), v[k].isa);
+        for (int o = 0; o < 8; o++) {
+            const int r = o / 4, j = o % 4;
+            const float want = v[k].vec_dot(n, w + (size_t)r * wstride, a + (size_t)j * astride);
+            const double diff = fabs((double)out[o] - want);
+            const int same = memcmp(&out[o], &want, sizeof want) == 0;
+            CHECK(same, "%s/%s n=%lld fill %d mode %d strides +%zu +%zu misalign %d row %d token %d: vec_dot_2x4 %.9g "
+                  "(%08x) vs vec_dot %.9g (%08x)",
+                  smoe_dtype_name(t), v[k].isa, (long long)n, fill, (mode0 + j) % 6, wextra, aextra, misalign, r, j,
+                  out[o], smoe_f32_to_bits(out[o]), want, smoe_f32_to_bits(want));
+            CHECK(isfinite(out[o]) && diff <= 1e-6 * absdot[o],
+                  "%s/%s n=%lld row %d token %d: |vec_dot_2x4 - vec_dot| %.3g > 1e-6 * %.3g", smoe_dtype_name(t),
+                  v[k].isa, (long long)n, r, j, diff, absdot[o]);
+            st->outputs++;
+            st->identical += same;
+            if (absdot[o] > 0 && diff / absdot[o] > st->rel) st->rel = diff / absdot[o];
+        }
+    }
+    st->cases++;
+    free(wbuf), free(abuf), free(x), free(wf), free(wf1), free(af);
+}
+
+static void test_2x4_type(int t) {
+    /* Q8_0: tails of 1..3 blocks, several 64-block segments whole or cut (the AVX2
+     * kernel's unit), 4096 and 14336 values; K-quants: 1..56 blocks */
+    static const int64_t blocks32[] = {1, 2, 3, 4, 5, 6, 7, 9, 45, 64, 67, 128, 133, 448};
+    static const int64_t blocks256[] = {1, 2, 3, 7, 16, 56};
+    static const size_t extras[] = {0, 64, 7};
+    const int64_t bs = smoe_dtype_block_size(t);
+    const int64_t *sizes = bs == 32 ? blocks32 : blocks256;
+    const int nsizes = bs == 32 ? 14 : 6;
+    stats4 st = {0};
+    for (int s = 0; s < nsizes; s++) {
+        const int64_t n = sizes[s] * bs;
+        for (int e = 0; e < 3; e++) {
+            run_2x4_case(t, n, 0, 2 * e, extras[e], extras[(e + 1) % 3], e, &st);
+            run_2x4_case(t, n, 0, 2 * e + 1, extras[(e + 2) % 3], extras[e], (e + 1) % 3, &st);
+            run_2x4_case(t, n, 1 + (e & 1), e, extras[e], extras[e], e, &st); /* all-ones / all-zero quants */
+        }
+    }
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    char isas[64] = "";
+    for (int k = 0; k < nv; k++) {
+        if (!v[k].vec_dot_2x4) continue;
+        if (isas[0]) strcat(isas, ",");
+        strncat(isas, v[k].isa, sizeof isas - strlen(isas) - 2);
+    }
+    printf("%-5s vec_dot_2x4 [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
+           smoe_dtype_name(t), isas, st.cases, st.identical, st.outputs, st.rel);
+}
+
+/* The table: the scalar rows of Q8_0/Q4_K/Q6_K have a vec_dot_2x4; a level never keeps
+ * its parent's when it overrides vec_dot (it has its own or none); on an x86 CPU with
+ * AVX2 the avx2 rows of those types have their own. */
+static void test_2x4_table(void) {
+    for (int i = 0; i < NTYPES_2X4; i++) {
+        const int t = k_types_2x4[i];
+        const smoe_kernel *r = smoe_kernels_ref(t);
+        CHECK(r && r->vec_dot_2x4 != NULL, "%s: no reference vec_dot_2x4", smoe_dtype_name(t));
+    }
+    for (int i = 0; i < NTYPES; i++) {
+        const int t = k_types[i];
+        const smoe_kernel *r = smoe_kernels_ref(t);
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(t, v, 8);
+        for (int k = 1; k < nv; k++)
+            CHECK(v[k].vec_dot_2x4 == NULL || v[k].vec_dot_2x4 != r->vec_dot_2x4, "%s/%s inherits the scalar vec_dot_2x4",
+                  smoe_dtype_name(t), v[k].isa);
+    }
+}
+
 int main(void) {
     /* before anything builds the table in this process */
     test_cap("scalar");
@@ -654,5 +773,7 @@ int main(void) {
     for (int i = 0; i < NTYPES; i++) test_type(k_types[i]);
     test_dot4_table();
     for (int i = 0; i < NTYPES; i++) test_dot4_type(k_types[i]);
+    test_2x4_table();
+    for (int i = 0; i < NTYPES_2X4; i++) test_2x4_type(k_types_2x4[i]);
     return TEST_REPORT();
 }

@@ -67,6 +67,7 @@ static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
     const smoe_tensor *W = a->W[i];
     const smoe_vec_dot_fn dot = W->kern->vec_dot;
     const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
+    const smoe_vec_dot_2x4_fn dot2x4 = dot4 ? W->kern->vec_dot_2x4 : NULL;
     const uint8_t *xq = a->xq[i];
     const size_t qs = a->qstride[i];
     float *y = a->y[i];
@@ -75,7 +76,14 @@ static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
         const int64_t re = SMOE_MIN(rb + ROW_BLOCK, r1);
         for (int64_t t = 0; t < T4; t += 4) { /* each weight row is unpacked once per 4 tokens */
             const uint8_t *x4 = xq + (size_t)t * qs;
-            for (int64_t r = rb; r < re; r++) {
+            int64_t r = rb;
+            if (dot2x4) /* two rows x four tokens: activation blocks loaded once for both rows */
+                for (; r + 2 <= re; r += 2) {
+                    float o[8];
+                    dot2x4(W->cols, W->data + (size_t)r * W->row_bytes, W->row_bytes, x4, qs, o);
+                    for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j], y[(t + j) * M + r + 1] = o[4 + j];
+                }
+            for (; r < re; r++) {
                 float o[4];
                 dot4(W->cols, W->data + (size_t)r * W->row_bytes, x4, qs, o);
                 for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j];

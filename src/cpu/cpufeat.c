@@ -10,10 +10,10 @@
  * environment variable. After that, every lookup is a plain array read.
  *
  * What it does not do: no kernels (dot_ref.c, x86/dot_avx2.c, x86/dot4_avx2.c,
- * arm/dot_neon.c), no runtime switching after the first call (SMOE_ISA is read once), no
- * detection on other OSes/arches (they get the scalar rows). The avx512 level is reserved
- * (detected, named, ordered above avx2) but no AVX-512 kernels exist yet: this machine
- * cannot run them.
+ * x86/dot2x4_avx2.c, arm/dot_neon.c), no runtime switching after the first call
+ * (SMOE_ISA is read once), no detection on other OSes/arches (they get the scalar rows).
+ * The avx512 level is reserved (detected, named, ordered above avx2) but no AVX-512
+ * kernels exist yet: this machine cannot run them.
  */
 #include "cpu/kernels.h"
 #include "smoe.h"
@@ -37,6 +37,7 @@ void smoe_kernels_fill_scalar(smoe_kernel *rows, int count);
 #if defined(__x86_64__)
 void smoe_kernels_fill_avx2(smoe_kernel *rows, int count);
 void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count); /* x86/dot4_avx2.c: vec_dot4 */
+void smoe_kernels_fill_avx2_2x4(smoe_kernel *rows, int count);  /* x86/dot2x4_avx2.c: vec_dot_2x4 */
 #endif
 /* The NEON file assumes little-endian lanes; big-endian AArch64 keeps the scalar rows. */
 #if defined(__aarch64__) && defined(__ARM_NEON) && defined(__BYTE_ORDER__) && \
@@ -114,12 +115,15 @@ static int isa_by_name(const char *s) {
 }
 
 #if defined(__x86_64__) || defined(SMOE_HAVE_NEON)
-/* A level that overrides a type's vec_dot but not its vec_dot4 must not keep the
- * parent's vec_dot4 (four of the parent's slower dots): it gets NULL, so that callers
- * use its own vec_dot four times. */
+/* A level that overrides a type's vec_dot but not its vec_dot4 (vec_dot_2x4) must not
+ * keep the parent's (several of the parent's slower dots): it gets NULL, so that callers
+ * use its own vec_dot four times (its own vec_dot4). */
 static void drop_inherited_dot4(smoe_kernel *rows, const smoe_kernel *parent) {
-    for (int t = 0; t < SMOE_DTYPE_COUNT; t++)
-        if (rows[t].vec_dot != parent[t].vec_dot && rows[t].vec_dot4 == parent[t].vec_dot4) rows[t].vec_dot4 = NULL;
+    for (int t = 0; t < SMOE_DTYPE_COUNT; t++) {
+        if (rows[t].vec_dot == parent[t].vec_dot) continue;
+        if (rows[t].vec_dot4 == parent[t].vec_dot4) rows[t].vec_dot4 = NULL;
+        if (rows[t].vec_dot_2x4 == parent[t].vec_dot_2x4) rows[t].vec_dot_2x4 = NULL;
+    }
 }
 #endif
 
@@ -144,6 +148,7 @@ static void init(void) {
         memcpy(g_rows[ISA_AVX2], g_rows[ISA_SCALAR], sizeof g_rows[ISA_AVX2]);
         smoe_kernels_fill_avx2(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         smoe_kernels_fill_avx2_dot4(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
+        smoe_kernels_fill_avx2_2x4(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         drop_inherited_dot4(g_rows[ISA_AVX2], g_rows[ISA_SCALAR]);
         g_runnable[ISA_AVX2] = true;
     }
@@ -196,7 +201,8 @@ int smoe_kernels_all(int dtype, smoe_kernel *out, int cap) {
          * list each distinct row once */
         bool dup = false;
         for (int j = 0; j < n; j++)
-            dup |= out[j].vec_dot == k->vec_dot && out[j].act_quant == k->act_quant && out[j].vec_dot4 == k->vec_dot4;
+            dup |= out[j].vec_dot == k->vec_dot && out[j].act_quant == k->act_quant && out[j].vec_dot4 == k->vec_dot4 &&
+                   out[j].vec_dot_2x4 == k->vec_dot_2x4;
         if (!dup) out[n++] = *k;
     }
     return n;

@@ -3,7 +3,8 @@
  * quantizers (f32 -> Q8_0, Q8_1, Q8_K, F16, BF16, F32) and the dot product of a weight
  * row with a quantized activation row for every weight type that has one (Q4_0, Q4_1,
  * Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, F16, BF16, F32), with llama.cpp's semantics, and the
- * 1-row x 4-token vec_dot4 of each (four of those dot products).
+ * 1-row x 4-token vec_dot4 of each (four of those dot products), and the 2-row x 4-token
+ * vec_dot_2x4 (eight of them) of the types that have a SIMD one (Q8_0, Q4_K, Q6_K).
  *
  * What it does not do: be fast (it is plain C, the fallback on CPUs without a SIMD
  * version and the yardstick the SIMD versions are tested against), pick kernels (that is
@@ -441,6 +442,20 @@ DOT4_REF(dot4_f16_ref, dot_f16_ref)
 DOT4_REF(dot4_bf16_ref, dot_bf16_ref)
 DOT4_REF(dot4_f32_ref, dot_f32_ref)
 
+/* ------------------------------------------------------------ 2 rows x 4 tokens */
+
+/* The reference vec_dot_2x4: eight reference dots (exactly vec_dot's results). */
+#define DOT2X4_REF(name, dot)                                                                          \
+    static void name(int64_t n, const void *w, size_t ws, const void *a, size_t as, float *out) {      \
+        for (int r = 0; r < 2; r++)                                                                    \
+            for (int j = 0; j < 4; j++)                                                                \
+                out[4 * r + j] = dot(n, (const uint8_t *)w + (size_t)r * ws, (const uint8_t *)a + (size_t)j * as); \
+    }
+
+DOT2X4_REF(dot2x4_q8_0_ref, dot_q8_0_ref)
+DOT2X4_REF(dot2x4_q4_K_ref, dot_q4_K_ref)
+DOT2X4_REF(dot2x4_q6_K_ref, dot_q6_K_ref)
+
 /* ------------------------------------------------------------ the table */
 
 static void set_row(smoe_kernel *rows, int count, int t, int vt, smoe_vec_dot_fn dot,
@@ -463,4 +478,8 @@ void smoe_kernels_fill_scalar(smoe_kernel *rows, int count) {
     set_row(rows, count, SMOE_DTYPE_F16, SMOE_DTYPE_F16, dot_f16_ref, quant_f16_ref, dot4_f16_ref);
     set_row(rows, count, SMOE_DTYPE_BF16, SMOE_DTYPE_BF16, dot_bf16_ref, quant_bf16_ref, dot4_bf16_ref);
     set_row(rows, count, SMOE_DTYPE_F32, SMOE_DTYPE_F32, dot_f32_ref, quant_f32_ref, dot4_f32_ref);
+    /* 2 rows x 4 tokens: the types that have a SIMD 2x4 kernel */
+    if (SMOE_DTYPE_Q8_0 < count) rows[SMOE_DTYPE_Q8_0].vec_dot_2x4 = dot2x4_q8_0_ref;
+    if (SMOE_DTYPE_Q4_K < count) rows[SMOE_DTYPE_Q4_K].vec_dot_2x4 = dot2x4_q4_K_ref;
+    if (SMOE_DTYPE_Q6_K < count) rows[SMOE_DTYPE_Q6_K].vec_dot_2x4 = dot2x4_q6_K_ref;
 }

@@ -28,12 +28,21 @@ typedef float (*smoe_vec_dot_fn)(int64_t n, const void *w, const void *a);
  * Results must equal four vec_dot calls to float rounding. */
 typedef void (*smoe_vec_dot4_fn)(int64_t n, const void *w, const void *a, size_t a_stride, float *out);
 
+/* Eight dot products of two weight rows (w, w + w_stride) with four activation rows
+ * (a + j*a_stride), bytes: out[r*4 + j] = vec_dot(n, w + r*w_stride, a + j*a_stride) for
+ * r < 2, j < 4. Each weight block is unpacked once for the 4 tokens and each activation
+ * block loaded once for the 2 rows. Results must equal the eight vec_dot calls to float
+ * rounding (the AVX2 versions are bit-identical to the AVX2 vec_dot). */
+typedef void (*smoe_vec_dot_2x4_fn)(int64_t n, const void *w, size_t w_stride, const void *a, size_t a_stride,
+                                    float *out);
+
 typedef struct smoe_kernel {
     const char *isa;               /* "scalar", "avx2", "avx512", "neon": of vec_dot */
     int vec_dot_type;              /* smoe_dtype of the activation rows */
     smoe_vec_dot_fn vec_dot;       /* best version for this CPU */
     smoe_from_float_fn act_quant;  /* f32 -> vec_dot_type, best version for this CPU */
     smoe_vec_dot4_fn vec_dot4;     /* 1 row x 4 tokens; NULL: callers use vec_dot 4 times */
+    smoe_vec_dot_2x4_fn vec_dot_2x4; /* 2 rows x 4 tokens; NULL: absent (callers use vec_dot4) */
 } smoe_kernel;
 
 /* The kernel row for a weight type, or NULL if the type has no dot product. Thread-safe;
