@@ -22,7 +22,7 @@ has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2': $(head -c 300
 
 # help everywhere
 expect 0 "--help" -- "$SMOE" --help; has "$T/out" "usage: smoe COMMAND"
-for c in run logits tokenize info; do
+for c in run logits tokenize info quantize synth bench; do
     expect 0 "$c --help" -- "$SMOE" "$c" --help; has "$T/out" "usage: smoe $c"
 done
 expect 0 "--version" -- "$SMOE" --version; has "$T/out" "smoe "
@@ -72,6 +72,21 @@ expect 0 "run seeded again" -- "$SMOE" run -m "$MODEL" -p "Hello" -n 24 --seed 7
 if cmp -s "$T/s1" "$T/out"; then ok; else bad "same seed, different text"; fi
 expect 0 "run quantized" -- "$SMOE" run -m "$DATA/model/mixtral-tiny-Q4_K_M.gguf" -p "Hello" -n 8 --temp 0
 expect 0 "run -n 0" -- "$SMOE" run -m "$MODEL" -p "Hello" -n 0
+
+# quantize: llama.cpp's mix, loadable, and a clear error for a bad type
+expect 0 "quantize Q4_K_M" -- "$SMOE" quantize -q "$MODEL" "$T/q4km.gguf" Q4_K_M
+expect 0 "info of quantized" -- "$SMOE" info "$T/q4km.gguf"
+has "$T/out" "blk.1.ffn_down_exps.weight *Q6_K"; has "$T/out" "general.file_type *15"
+expect 0 "run quantized output" -- "$SMOE" run -m "$T/q4km.gguf" -p "Hello" -n 4 --temp 0
+expect 2 "quantize bad type" -- "$SMOE" quantize "$MODEL" "$T/x.gguf" Q9_Z; has "$T/err" "Q9_Z"
+expect 1 "quantize missing input" -- "$SMOE" quantize "$T/none.gguf" "$T/x.gguf" Q8_0
+
+# synth + bench: a small random model, benchmarked with JSON output
+expect 0 "synth small" -- "$SMOE" synth -o "$T/syn.gguf" --type Q8_0 --n-embd 64 --n-layer 2 --n-head 4 \
+    --n-head-kv 2 --n-ff 128 --n-expert 4 --n-expert-used 2 --vocab "$DATA/tokenizer/ggml-vocab-mistral-v1.gguf" --vocab-n 512
+expect 0 "bench json" -- "$SMOE" bench -m "$T/syn.gguf" -p 16 -n 4 -r 1 -t 1 --json --no-bw
+has "$T/out" '"test": *"pp16"'; has "$T/out" '"test": *"tg4"'; has "$T/out" '"tokens_per_s"'
+expect 2 "bench without -m" -- "$SMOE" bench -p 8
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
