@@ -325,32 +325,38 @@ AI void group4(__m256i q, __m256i sc, const rows4 *r, int64_t i, int off, __m256
     }
 }
 
-/* Q2_K (dot_avx2.c's dot_q2_K): one accumulator each for the quant and the min part. */
+/* Q2_K (dot_avx2.c's dot_q2_K, the same lanes): the fields q & 3, q & 0x0c of each half
+ * and of its q >> 4, against scales x4 (fields 0, 2) or x1 (fields 1, 3) broadcast by
+ * one pshufb from the even/odd scale vectors, so the int32 lanes are 4x the plain sums
+ * and the float scale is dy * d / 4 (exact). One accumulator each for the quant and the
+ * min part. */
 static void dot4_q2_K(int64_t n, const void *w, const void *a, size_t as, float *out) {
     const smoe_block_q2_K *x = w;
     const rows4 r = rows4_of(a, as);
-    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i m3 = _mm256_set1_epi8(3), mc = _mm256_set1_epi8(0x0c);
     __m256 acc[4], accm[4];
     FOR4(j) acc[j] = accm[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / SMOE_QK_K; i++) {
         const __m128i sc8 = loadu128(x[i].scales);
-        const __m128i scl = _mm_and_si128(sc8, _mm_set1_epi8(0x0f));
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0f)));
+        const __m128i eo = _mm_shuffle_epi8(sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+        const __m256i sc1 = _mm256_and_si256(_mm256_cvtepu8_epi16(eo), _mm256_set1_epi16(0x0f));
+        const __m256i sc4 = _mm256_slli_epi16(sc1, 2);
+        const __m256i mins = _mm256_srli_epi16(_mm256_cvtepu8_epi16(sc8), 4);
         __m256i s[4];
         FOR4(j) s[j] = _mm256_setzero_si256();
         FOR2(h) {
-            const __m256i q = loadu256(x[i].qs + 32 * h);
-            group4(_mm256_and_si256(q, m3), scale_pair(scl, 8 * h), &r, i, 128 * h, s);
-            group4(_mm256_and_si256(_mm256_srli_epi16(q, 2), m3), scale_pair(scl, 8 * h + 2), &r, i, 128 * h + 32, s);
-            group4(_mm256_and_si256(_mm256_srli_epi16(q, 4), m3), scale_pair(scl, 8 * h + 4), &r, i, 128 * h + 64, s);
-            group4(_mm256_and_si256(_mm256_srli_epi16(q, 6), m3), scale_pair(scl, 8 * h + 6), &r, i, 128 * h + 96, s);
+            const __m256i q = loadu256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
+            group4(_mm256_and_si256(q, m3), bcast16(sc4, 4 * h), &r, i, 128 * h, s);
+            group4(_mm256_and_si256(q, mc), bcast16(sc1, 4 * h + 1), &r, i, 128 * h + 32, s);
+            group4(_mm256_and_si256(q4, m3), bcast16(sc4, 4 * h + 2), &r, i, 128 * h + 64, s);
+            group4(_mm256_and_si256(q4, mc), bcast16(sc1, 4 * h + 3), &r, i, 128 * h + 96, s);
         }
         const float dx = rd_f16(x[i].d), dm = rd_f16(x[i].dmin);
         FOR4(j) {
             const smoe_block_q8_K *y = r.y[j] + i;
             const float dy = rd_f32(y->d);
             const __m256i msum = _mm256_madd_epi16(mins, loadu256(y->bsums));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(s[j]), acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx * 0.25f), _mm256_cvtepi32_ps(s[j]), acc[j]);
             accm[j] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dm), _mm256_cvtepi32_ps(msum), accm[j]);
         }
     }
@@ -370,14 +376,21 @@ static inline __m128i q3_scales(const uint8_t *s) {
     return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
 }
 
+/* Q3_K's scales as int16, the even sub-blocks' in the low lane and the odd ones' in the
+ * high lane: group (h, k) takes element 4h+k of each lane (one pshufb, bcast16). */
+static inline __m256i q3_scales_eo(const uint8_t *s) {
+    const __m128i eo = _mm_shuffle_epi8(q3_scales(s), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+    return _mm256_cvtepi8_epi16(eo);
+}
+
 /* One 32-value group (half h, field k) of Q3_K for 4 tokens: maddubs(q2, y) -
  * maddubs(4 where the high bit is clear, y), weighted by scales 8h+2k, 8h+2k+1. */
-AI void q3k_group4(__m256i q, __m256i hm, __m128i sc, int h, int k, const rows4 *r, int64_t i, __m256i *s) {
+AI void q3k_group4(__m256i q, __m256i hm, __m256i sc, int h, int k, const rows4 *r, int64_t i, __m256i *s) {
     const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), _mm256_set1_epi8(3));
     const __m256i bit = _mm256_set1_epi8((char)(1u << (4 * h + k)));
     const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256());
     const __m256i c4 = _mm256_and_si256(clear, _mm256_set1_epi8(4));
-    const __m256i sp = scale_pair(sc, 8 * h + 2 * k);
+    const __m256i sp = bcast16(sc, 4 * h + k);
     FOR4(j) {
         const __m256i v = loadu256(r->y[j][i].qs + 128 * h + 32 * k);
         const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, v), _mm256_maddubs_epi16(c4, v));
@@ -392,7 +405,7 @@ static void dot4_q3_K(int64_t n, const void *w, const void *a, size_t as, float 
     __m256 acc[4];
     FOR4(j) acc[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / SMOE_QK_K; i++) {
-        const __m128i sc = q3_scales(x[i].scales);
+        const __m256i sc = q3_scales_eo(x[i].scales);
         const __m256i hm = loadu256(x[i].hmask);
         __m256i s[4];
         FOR4(j) s[j] = _mm256_setzero_si256();

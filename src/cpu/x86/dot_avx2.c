@@ -421,36 +421,71 @@ AI __m256i scale_pair(__m128i sc, int i) {
     return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, ctl));
 }
 
-/* Q2_K. Per 32-value group k of half h: 2-bit field k of the 32 qs bytes of h, times
- * y[128h + 32k ..], sub-blocks 8h+2k (first 16) and 8h+2k+1. maddubs pairs <= 2*3*128,
- * madd with scales <= 15. The min part uses bsums: sum_j (sc_j >> 4) * bsums_j. */
+/* Q2_K. Group (h, k) (32 values) is 2-bit field k of the 32 qs bytes of half h, times
+ * y[128h + 32k ..]; its first 16 values belong to sub-block 8h+2k (the low 128-bit lane
+ * of the vectors), the last 16 to sub-block 8h+2k+1 (the high lane). The fields cost one
+ * shift per half: q & 3 (field 0), q & 0x0c (4 x field 1), and the same of q >> 4
+ * (fields 2, 3). Fields 1 and 3 meet the scales as they are, fields 0 and 2 the scales
+ * times 4, so every int32 lane holds exactly 4x the lane of the plain sum (|lane| <
+ * 2^20, no overflow) and the float scale is d * dy / 4 (an exact power-of-two step):
+ * cvt(4s) * (f/4) == cvt(s) * f, the same floats as without the factor. maddubs pairs
+ * <= 2*12*128, madd scales <= 60. The scale vectors hold the even sub-blocks' scales
+ * (int16) in the low lane and the odd ones' in the high lane, so group (h, k) takes
+ * element 4h+k of each lane: one pshufb from a register. The min part is
+ * sum_j (sc_j >> 4) * bsums_j: one madd. */
+AI void q2k_scales(const uint8_t *s, __m256i *sc1, __m256i *sc4, __m256i *mins) {
+    const __m128i sc8 = loadu128(s);
+    const __m128i eo = _mm_shuffle_epi8(sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+    *sc1 = _mm256_and_si256(_mm256_cvtepu8_epi16(eo), _mm256_set1_epi16(0x0f));
+    *sc4 = _mm256_slli_epi16(*sc1, 2);
+    *mins = _mm256_srli_epi16(_mm256_cvtepu8_epi16(sc8), 4);
+}
+
+/* The four fields of one half's 32 qs bytes: f[0] = q & 3, f[1] = q & 0x0c, f[2] =
+ * (q >> 4) & 3, f[3] = (q >> 4) & 0x0c. */
+AI void q2k_fields(const uint8_t *qs, __m256i *f) {
+    const __m256i m3 = _mm256_set1_epi8(3), mc = _mm256_set1_epi8(0x0c);
+    const __m256i q = loadu256(qs), q4 = _mm256_srli_epi16(q, 4);
+    f[0] = _mm256_and_si256(q, m3);
+    f[1] = _mm256_and_si256(q, mc);
+    f[2] = _mm256_and_si256(q4, m3);
+    f[3] = _mm256_and_si256(q4, mc);
+}
+
+/* 4x the scaled int32 sum of half h of a Q2_K block with the 128 activations q8. */
+AI __m256i q2k_half(const __m256i *f, const int8_t *q8, __m256i sc1, __m256i sc4, int h) {
+    const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(f[0], loadu256(q8)), bcast16(sc4, 4 * h));
+    const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(f[1], loadu256(q8 + 32)), bcast16(sc1, 4 * h + 1));
+    const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(f[2], loadu256(q8 + 64)), bcast16(sc4, 4 * h + 2));
+    const __m256i p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(f[3], loadu256(q8 + 96)), bcast16(sc1, 4 * h + 3));
+    return _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3));
+}
+
+/* d and dmin of a Q2_K block times dy, as f32 (the IEEE products dy * d, dy * dmin),
+ * broadcast; the first divided by 4 (exact). */
+AI void q2k_dd(const smoe_block_q2_K *x, float dy, __m256 *dd, __m256 *dm) {
+    uint32_t u;
+    memcpy(&u, x->d, sizeof u); /* d, dmin adjacent */
+    const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)u)), _mm_set1_ps(dy));
+    *dd = _mm256_mul_ps(_mm256_broadcastss_ps(f), _mm256_set1_ps(0.25f));
+    *dm = _mm256_broadcastss_ps(_mm_movehdup_ps(f));
+}
+
 static float dot_q2_K(int64_t n, const void *w, const void *a) {
     const smoe_block_q2_K *x = w;
     const smoe_block_q8_K *y = a;
-    const __m256i m3 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / SMOE_QK_K; i++, x++, y++) {
-        const float dy = rd_f32(y->d);
-        const __m128i sc8 = loadu128(x->scales);
-        const __m128i scl = _mm_and_si128(sc8, _mm_set1_epi8(0x0f));
-        const __m128i mins = _mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0f));
-        const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), loadu256(y->bsums));
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = loadu256(x->qs + 32 * h);
-            const int8_t *q8 = y->qs + 128 * h;
-            const __m256i q0 = _mm256_and_si256(q, m3);
-            const __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
-            const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
-            const __m256i q3 = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
-            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, loadu256(q8)), scale_pair(scl, 8 * h));
-            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, loadu256(q8 + 32)), scale_pair(scl, 8 * h + 2));
-            const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(q2, loadu256(q8 + 64)), scale_pair(scl, 8 * h + 4));
-            const __m256i p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(q3, loadu256(q8 + 96)), scale_pair(scl, 8 * h + 6));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3)));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * rd_f16(x->d)), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * rd_f16(x->dmin)), _mm256_cvtepi32_ps(msum), accm);
+        __m256i sc1, sc4, mins, f0[4], f1[4];
+        q2k_scales(x->scales, &sc1, &sc4, &mins);
+        const __m256i msum = _mm256_madd_epi16(mins, loadu256(y->bsums));
+        q2k_fields(x->qs, f0);
+        q2k_fields(x->qs + 32, f1);
+        const __m256i sumi = _mm256_add_epi32(q2k_half(f0, y->qs, sc1, sc4, 0), q2k_half(f1, y->qs + 128, sc1, sc4, 1));
+        __m256 dd, dm;
+        q2k_dd(x, rd_f32(y->d), &dd, &dm);
+        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(msum), accm);
     }
     return hsum256(acc) - hsum256(accm);
 }
@@ -471,20 +506,27 @@ static inline __m128i q3_scales(const uint8_t *s) {
     return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
 }
 
+/* Q3_K's scales as int16, the even sub-blocks' in the low lane and the odd ones' in the
+ * high lane: group (h, k) takes element 4h+k of each lane (one pshufb, bcast16). */
+static inline __m256i q3_scales_eo(const uint8_t *s) {
+    const __m128i eo = _mm_shuffle_epi8(q3_scales(s), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+    return _mm256_cvtepi8_epi16(eo);
+}
+
 /* One 32-value group (half h, field k) of Q3_K: value = q2 - 4*(hbit clear), computed
  * as maddubs(q2, y) - maddubs(4 where clear, y) (pair sums <= 2*3*128 and 2*4*128),
  * weighted by scales 8h+2k, 8h+2k+1 (-32..31). */
-AI __m256i q3k_group(__m256i q, __m256i hm, const int8_t *q8, __m128i sc, int h, int k) {
+AI __m256i q3k_group(__m256i q, __m256i hm, const int8_t *q8, __m256i sc, int h, int k) {
     const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), _mm256_set1_epi8(3));
     const __m256i bit = _mm256_set1_epi8((char)(1u << (4 * h + k)));
     const __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256());
     const __m256i v = loadu256(q8 + 128 * h + 32 * k);
     const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, v),
                                        _mm256_maddubs_epi16(_mm256_and_si256(clear, _mm256_set1_epi8(4)), v));
-    return _mm256_madd_epi16(p, scale_pair(sc, 8 * h + 2 * k));
+    return _mm256_madd_epi16(p, bcast16(sc, 4 * h + k));
 }
 
-AI __m256i q3k_half(const smoe_block_q3_K *x, __m256i hm, const int8_t *q8, __m128i sc, int h) {
+AI __m256i q3k_half(const smoe_block_q3_K *x, __m256i hm, const int8_t *q8, __m256i sc, int h) {
     const __m256i q = loadu256(x->qs + 32 * h);
     return _mm256_add_epi32(_mm256_add_epi32(q3k_group(q, hm, q8, sc, h, 0), q3k_group(q, hm, q8, sc, h, 1)),
                             _mm256_add_epi32(q3k_group(q, hm, q8, sc, h, 2), q3k_group(q, hm, q8, sc, h, 3)));
@@ -495,7 +537,7 @@ static float dot_q3_K(int64_t n, const void *w, const void *a) {
     const smoe_block_q8_K *y = a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / SMOE_QK_K; i++, x++, y++) {
-        const __m128i sc = q3_scales(x->scales);
+        const __m256i sc = q3_scales_eo(x->scales);
         const __m256i hm = loadu256(x->hmask);
         const __m256i sumi = _mm256_add_epi32(q3k_half(x, hm, y->qs, sc, 0), q3k_half(x, hm, y->qs, sc, 1));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(y->d) * rd_f16(x->d)), _mm256_cvtepi32_ps(sumi), acc);
