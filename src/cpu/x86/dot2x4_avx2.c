@@ -34,6 +34,8 @@
 #include "quant/quant.h"
 #include "smoe.h"
 
+#include "cpu/x86/avx2_util.h"
+
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,46 +44,10 @@
 void smoe_kernels_fill_avx2_2x4(smoe_kernel *rows, int count);
 
 #define AI static inline __attribute__((always_inline))
-#define FOR4(j) _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
 #define FOR2(h) _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
 /* An empty asm that "changes" v: keeps v's value in a register at this point, so that the
  * compiler does not regroup integer adds over several chunks (and spill the products). */
 #define KEEP(v) __asm__("" : "+x"(v))
-
-static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float hsum128(__m128 s) {
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float rd_f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
-
-static inline float rd_f32(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-static inline uint64_t u16_at(const uint8_t *p) {
-    uint16_t u;
-    memcpy(&u, p, 2);
-    return u;
-}
-
-#define ROW(T, a, as, j) ((const T *)((const uint8_t *)(a) + (size_t)(j) * (as)))
 
 /* ------------------------------------------------------------ Q8_0 */
 
@@ -166,34 +132,9 @@ AI __m256i bcast16(__m256i v, int j) {
     return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j))));
 }
 
-/* The 4 activation rows of a K-quant kernel. */
-typedef struct rows4 {
-    const smoe_block_q8_K *y[4];
-} rows4;
-
-static inline rows4 rows4_of(const void *a, size_t as) {
-    rows4 r;
-    FOR4(j) r.y[j] = ROW(smoe_block_q8_K, a, as, j);
-    return r;
-}
-
 /* d_y of block i of the 4 tokens (f32 fields) as 4 floats. */
 static inline __m128 dy4(const rows4 *r, int64_t i) {
     return _mm_setr_ps(rd_f32(r->y[0][i].d), rd_f32(r->y[1][i].d), rd_f32(r->y[2][i].d), rd_f32(r->y[3][i].d));
-}
-
-/* Q4_K scales and mins as 8 int16 each (dot_avx2.c's k45_scales). */
-static inline void k45_scales(const uint8_t *s, __m256i *scales, __m128i *mins) {
-    uint32_t w[3];
-    memcpy(w, s, 12);
-    const uint32_t a = w[0], b = w[1], c = w[2];
-    const uint32_t sc_lo = a & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_lo = b & 0x3f3f3f3fu;
-    const uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
-    const __m128i v = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
-    *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
-    *mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
 }
 
 /* Chunk c (64 values) of one Q4_K row for the 4 tokens: s[j] += the chunk's int32 lanes

@@ -41,6 +41,8 @@
 #include "quant/quant.h"
 #include "smoe.h"
 
+#include "cpu/x86/avx2_util.h"
+
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,9 +56,6 @@ void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count);
  * inlined: their shuffle controls become constants, the accumulators registers. */
 #define AI static inline __attribute__((always_inline))
 
-/* A loop over the 4 tokens, fully unrolled (at -O2 GCC would keep it a loop, and the
- * per-token accumulators in memory). */
-#define FOR4(j) _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
 /* An empty asm that "changes" v: the compiler must have v's value in a register here,
  * so it cannot regroup the integer adds of several chunks into one tree (which keeps
  * all their products live at once and spills them). */
@@ -64,69 +63,11 @@ void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count);
 /* The same for the two halves of a K-quant block (their shuffle controls constants). */
 #define FOR2(h) _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
 
-static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-static inline __m128i loadu128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float hsum128(__m128 s) {
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float rd_f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
-
-static inline float rd_f32(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-static inline uint64_t u16_at(const uint8_t *p) {
-    uint16_t u;
-    memcpy(&u, p, 2);
-    return u;
-}
-
 /* The fp16 fields p[0], p[s], p[2s], p[3s] as 4 floats. */
 AI __m128 f16x4(const uint8_t *p, size_t s) {
     const uint64_t v = u16_at(p) | u16_at(p + s) << 16 | u16_at(p + 2 * s) << 32 | u16_at(p + 3 * s) << 48;
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
 }
-
-/* Activation row j (a + j * as) as a pointer to its block type. */
-#define ROW(T, a, as, j) ((const T *)((const uint8_t *)(a) + (size_t)(j) * (as)))
-
-/* 16 packed nibbles -> 32 bytes: low nibbles in the low lane, high nibbles in the high
- * lane (the legacy block order). */
-static inline __m256i nibbles32(const uint8_t *qs) {
-    const __m256i v = _mm256_broadcastsi128_si256(loadu128(qs));
-    const __m256i sh = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
-    return _mm256_and_si256(sh, _mm256_set1_epi8(0x0f));
-}
-
-/* A 32-bit little-endian word -> 32 bytes, byte j = 0xff if bit j is set, else 0. */
-static inline __m256i bits32(const uint8_t *p) {
-    uint32_t u;
-    memcpy(&u, p, sizeof u);
-    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), shuf);
-    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfeLL));
-    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
-}
-
-static inline __m256i sum_pairs(__m256i p) { return _mm256_madd_epi16(p, _mm256_set1_epi16(1)); }
 
 /* Broadcast of int16 element j of a 128-bit vector (in both lanes of v). */
 AI __m256i bcast16(__m256i v, int j) {
@@ -305,17 +246,6 @@ LEGACY_DOT4(dot4_q8_0, smoe_block_q8_0, smoe_block_q8_0, q8_0_w, q8_0_t, NO_MIN)
 
 /* ------------------------------------------------------------ K-quants */
 
-/* The 4 activation rows of a K-quant kernel, advanced one block at a time. */
-typedef struct rows4 {
-    const smoe_block_q8_K *y[4];
-} rows4;
-
-static inline rows4 rows4_of(const void *a, size_t as) {
-    rows4 r;
-    FOR4(j) r.y[j] = ROW(smoe_block_q8_K, a, as, j);
-    return r;
-}
-
 /* s[j] += madd(maddubs(q, y_j[off..off+31]), sc) for the 4 tokens: one 32-value group
  * with its int16 scale vector. */
 AI void group4(__m256i q, __m256i sc, const rows4 *r, int64_t i, int off, __m256i *s) {
@@ -363,26 +293,6 @@ static void dot4_q2_K(int64_t n, const void *w, const void *a, size_t as, float 
     FOR4(j) out[j] = hsum256(acc[j]) - hsum256(accm[j]);
 }
 
-/* Q3_K's sixteen 6-bit scales, unbiased to -32..31, one per byte (dot_avx2.c's). */
-static inline __m128i q3_scales(const uint8_t *s) {
-    uint32_t w[3];
-    memcpy(w, s, 12);
-    const uint32_t a = w[0], b = w[1], c = w[2];
-    const uint32_t lo = 0x0f0f0f0fu, hi = 0x30303030u;
-    const uint32_t s0 = (a & lo) | ((c << 4) & hi);
-    const uint32_t s1 = (b & lo) | ((c << 2) & hi);
-    const uint32_t s2 = ((a >> 4) & lo) | (c & hi);
-    const uint32_t s3 = ((b >> 4) & lo) | ((c >> 2) & hi);
-    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
-}
-
-/* Q3_K's scales as int16, the even sub-blocks' in the low lane and the odd ones' in the
- * high lane: group (h, k) takes element 4h+k of each lane (one pshufb, bcast16). */
-static inline __m256i q3_scales_eo(const uint8_t *s) {
-    const __m128i eo = _mm_shuffle_epi8(q3_scales(s), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
-    return _mm256_cvtepi8_epi16(eo);
-}
-
 /* One 32-value group (half h, field k) of Q3_K for 4 tokens: maddubs(q2, y) -
  * maddubs(4 where the high bit is clear, y), weighted by scales 8h+2k, 8h+2k+1. */
 AI void q3k_group4(__m256i q, __m256i hm, __m256i sc, int h, int k, const rows4 *r, int64_t i, __m256i *s) {
@@ -421,20 +331,6 @@ static void dot4_q3_K(int64_t n, const void *w, const void *a, size_t as, float 
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(r.y[j][i].d) * dx), _mm256_cvtepi32_ps(s[j]), acc[j]);
     }
     FOR4(j) out[j] = hsum256(acc[j]);
-}
-
-/* Q4_K/Q5_K scales and mins as 8 int16 each (dot_avx2.c's k45_scales). */
-static inline void k45_scales(const uint8_t *s, __m256i *scales, __m128i *mins) {
-    uint32_t w[3];
-    memcpy(w, s, 12);
-    const uint32_t a = w[0], b = w[1], c = w[2];
-    const uint32_t sc_lo = a & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_lo = b & 0x3f3f3f3fu;
-    const uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
-    const __m128i v = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
-    *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
-    *mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
 }
 
 /* One 64-value chunk c of Q4_K/Q5_K for 4 tokens: lo quants times y[64c..], hi quants
@@ -673,8 +569,6 @@ static void dot4_f32(int64_t n, const void *w, const void *a, size_t as, float *
  * zeros below: accumulators 0/1 get the low/high interleave of the first 16 values of
  * each 32, 2/3 those of the second 16; then a 16-value step into 0/1. So pass p here
  * loads the 16 values at 32i + 16p and feeds accumulators 2p (low) and 2p+1 (high). */
-static inline __m256 bf16_lo(__m256i v) { return _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), v)); }
-static inline __m256 bf16_hi(__m256i v) { return _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), v)); }
 
 AI void bf16_tok(__m256 wlo, __m256 whi, const uint8_t *p, __m256 *lo, __m256 *hi) {
     const __m256i v = loadu256(p);

@@ -31,6 +31,8 @@
 #include "quant/quant.h"
 #include "smoe.h"
 
+#include "cpu/x86/avx2_util.h"
+
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -43,67 +45,12 @@ void smoe_kernels_fill_avx2(smoe_kernel *rows, int count);
  * and masks become constants (a loop over the index would rebuild them every time). */
 #define AI static inline __attribute__((always_inline))
 
-static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-static inline __m128i loadu128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
-
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float hsum128(__m128 s) {
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 static inline int hsum256_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtsi128_si32(s);
 }
-
-/* An fp16 field (x86 is little-endian, so a memcpy'd u16 is the value). */
-static inline float rd_f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
-
-static inline float rd_f32(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-/* 16 packed nibbles -> 32 bytes: low nibbles (values 0..15) in the low lane, high
- * nibbles (values 16..31) in the high lane: the legacy block order. */
-static inline __m256i nibbles32(const uint8_t *qs) {
-    /* the 16 bytes in both lanes (a broadcast load, no shuffle), the high lane >> 4 */
-    const __m256i v = _mm256_broadcastsi128_si256(loadu128(qs));
-    const __m256i sh = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
-    return _mm256_and_si256(sh, _mm256_set1_epi8(0x0f));
-}
-
-/* A 32-bit little-endian word -> 32 bytes, byte j = 0xff if bit j is set, else 0. */
-static inline __m256i bits32(const uint8_t *p) {
-    uint32_t u;
-    memcpy(&u, p, sizeof u);
-    /* byte j takes byte j/8 of the word (the shuffle is per 128-bit lane; the broadcast
-     * puts the word in both lanes) */
-    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), shuf);
-    /* set every bit but bit j%8 of byte j: all ones iff bit j%8 was set */
-    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfeLL));
-    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
-}
-
-/* Sum of 16 int16 pairs into 8 int32 lanes. */
-static inline __m256i sum_pairs(__m256i p) { return _mm256_madd_epi16(p, _mm256_set1_epi16(1)); }
 
 /* ------------------------------------------------------------ activation quantizers */
 
@@ -294,11 +241,6 @@ static void quant_f32(const float *src, void *dst, int64_t n) {
  * one block at a time). */
 
 /* fp16 fields p0[0], p0[s0], p0[2*s0], p0[3*s0], p1[0], ..., p1[3*s1] as 8 floats. */
-static inline uint64_t u16_at(const uint8_t *p) {
-    uint16_t u;
-    memcpy(&u, p, 2);
-    return u;
-}
 
 AI __m256 f16x8_gather(const uint8_t *p0, size_t s0, const uint8_t *p1, size_t s1) {
     /* written out: a loop here stays a loop with variable shifts */
@@ -490,29 +432,6 @@ static float dot_q2_K(int64_t n, const void *w, const void *a) {
     return hsum256(acc) - hsum256(accm);
 }
 
-/* Q3_K's sixteen 6-bit scales from 12 bytes, unbiased to -32..31, one per byte. The
- * layout (see q3_scale in q_k.c) packed as 32-bit words a = bytes 0-3, b = 4-7, c = 8-11:
- * scales 0-3 = a low nibbles | c bits 0-1, 4-7 = b low | c bits 2-3, 8-11 = a high
- * nibbles | c bits 4-5, 12-15 = b high | c bits 6-7 (top 2 bits go to bits 4-5). */
-static inline __m128i q3_scales(const uint8_t *s) {
-    uint32_t w[3];
-    memcpy(w, s, 12);
-    const uint32_t a = w[0], b = w[1], c = w[2];
-    const uint32_t lo = 0x0f0f0f0fu, hi = 0x30303030u;
-    const uint32_t s0 = (a & lo) | ((c << 4) & hi);
-    const uint32_t s1 = (b & lo) | ((c << 2) & hi);
-    const uint32_t s2 = ((a >> 4) & lo) | (c & hi);
-    const uint32_t s3 = ((b >> 4) & lo) | ((c >> 2) & hi);
-    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
-}
-
-/* Q3_K's scales as int16, the even sub-blocks' in the low lane and the odd ones' in the
- * high lane: group (h, k) takes element 4h+k of each lane (one pshufb, bcast16). */
-static inline __m256i q3_scales_eo(const uint8_t *s) {
-    const __m128i eo = _mm_shuffle_epi8(q3_scales(s), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
-    return _mm256_cvtepi8_epi16(eo);
-}
-
 /* One 32-value group (half h, field k) of Q3_K: value = q2 - 4*(hbit clear), computed
  * as maddubs(q2, y) - maddubs(4 where clear, y) (pair sums <= 2*3*128 and 2*4*128),
  * weighted by scales 8h+2k, 8h+2k+1 (-32..31). */
@@ -543,23 +462,6 @@ static float dot_q3_K(int64_t n, const void *w, const void *a) {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(y->d) * rd_f16(x->d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     return hsum256(acc);
-}
-
-/* Q4_K/Q5_K scales and mins (6 bits each, layout of k_scale_min in q_k.c) as 8 int16
- * each: words a = bytes 0-3, b = 4-7, c = 8-11; scales 0-3 = a & 63, mins 0-3 = b & 63,
- * scales 4-7 = c low nibbles | a's top 2 bits, mins 4-7 = c high nibbles | b's top 2. */
-static inline void k45_scales(const uint8_t *s, __m256i *scales, __m128i *mins) {
-    uint32_t w[3];
-    memcpy(w, s, 12);
-    const uint32_t a = w[0], b = w[1], c = w[2];
-    const uint32_t sc_lo = a & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_lo = b & 0x3f3f3f3fu;
-    const uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
-    const __m128i v = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
-    const __m128i sc16 = _mm_cvtepu8_epi16(v);
-    *scales = _mm256_broadcastsi128_si256(sc16);
-    *mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
 }
 
 /* Min part of Q4_K/Q5_K: sum_j m_j * (bsums[2j] + bsums[2j+1]) as 4 int32 lanes (pair
@@ -698,12 +600,6 @@ static float dot_f16(int64_t n, const void *w, const void *a) {
     for (; i < n; i++) sum += rd_f16(x + 2 * i) * rd_f16(y + 2 * i);
     return sum;
 }
-
-/* BF16 -> f32 is a 16-bit shift: interleaving zeros below 16 bf16 values gives them as
- * two vectors of 8 floats, in a lane order that does not matter for a dot product as
- * long as both rows get the same one. */
-static inline __m256 bf16_lo(__m256i v) { return _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), v)); }
-static inline __m256 bf16_hi(__m256i v) { return _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), v)); }
 
 static float dot_bf16(int64_t n, const void *w, const void *a) {
     const uint8_t *x = w, *y = a;
