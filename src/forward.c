@@ -34,14 +34,19 @@ static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, 
     if (st) return st;
     if (c->route_fn) c->route_fn(c->route_user, il, c->n_past, T, K, c->rids, c->rw, c->rlogits, E);
 
-    /* dispatch: group the T*K assignments by expert, in token order within each group */
-    int32_t n = 0;
-    for (int32_t e = 0; e < E; e++) {
-        c->ex_off[e] = n;
-        for (int32_t i = 0; i < T * K; i++)
-            if (c->rids[i] == e) c->ex_tok[n] = i / K, c->ex_w[n++] = c->rw[i];
+    /* dispatch: group the T*K assignments by expert, in token order within each group
+     * (a stable counting sort; ex_off[e] serves as expert e's write cursor, then is
+     * shifted back to its start) */
+    const int32_t n = T * K;
+    memset(c->ex_off, 0, sizeof(int32_t) * (size_t)(E + 1));
+    for (int32_t i = 0; i < n; i++) c->ex_off[c->rids[i] + 1]++;
+    for (int32_t e = 0; e < E; e++) c->ex_off[e + 1] += c->ex_off[e];
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t at = c->ex_off[c->rids[i]]++;
+        c->ex_tok[at] = i / K, c->ex_w[at] = c->rw[i];
     }
-    c->ex_off[E] = n;
+    for (int32_t e = E; e > 0; e--) c->ex_off[e] = c->ex_off[e - 1];
+    c->ex_off[0] = 0;
 
     for (int32_t i = 0; i < n; i++)                                      /* [T*K][D] inputs, grouped by expert */
         memcpy(c->xg + (size_t)i * D, c->xn + (size_t)c->ex_tok[i] * D, sizeof(float) * D);
