@@ -59,13 +59,26 @@ static void quant_kernel(void *arg, int ith, int nth) {
             a->quant_kern[s]->act_quant(a->x + t * a->n_in, a->c->xq[s] + (size_t)t * a->slot_stride[s], a->n_in);
 }
 
+/* y[r] = W row r . x for r in [r0, r1), one activation row. Decode reads each weight
+ * byte once, so the loop asks for the rows PREFETCH_ROWS ahead (up to `end`, the last
+ * row this thread will touch) before the hardware prefetcher would. */
+#define PREFETCH_ROWS 4
+static inline void dot_rows(const smoe_tensor *W, int64_t r0, int64_t r1, int64_t end, const uint8_t *x, float *y) {
+    const smoe_vec_dot_fn dot = W->kern->vec_dot;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wr = W->data + (size_t)r * W->row_bytes;
+        if (r + PREFETCH_ROWS < end)
+            for (size_t b = 0; b < W->row_bytes; b += 64) __builtin_prefetch(wr + PREFETCH_ROWS * W->row_bytes + b, 0, 0);
+        y[r] = dot(W->cols, wr, x);
+    }
+}
+
 /* Rows [r0, r1) of weight i for all T tokens. Tiled: a block of ROW_BLOCK weight rows
  * (~10-20 KB) is swept over the tokens four at a time, so the weight block stays in L1
  * while each group of four activation rows is reused ROW_BLOCK times. */
 #define ROW_BLOCK 64
 static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
     const smoe_tensor *W = a->W[i];
-    const smoe_vec_dot_fn dot = W->kern->vec_dot;
     const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
     const smoe_vec_dot_2x4_fn dot2x4 = dot4 ? W->kern->vec_dot_2x4 : NULL;
     const uint8_t *xq = a->xq[i];
@@ -89,8 +102,7 @@ static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
                 for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j];
             }
         }
-        for (int64_t t = T4; t < a->T; t++)
-            for (int64_t r = rb; r < re; r++) y[t * M + r] = dot(W->cols, W->data + (size_t)r * W->row_bytes, xq + (size_t)t * qs);
+        for (int64_t t = T4; t < a->T; t++) dot_rows(W, rb, re, r1, xq + (size_t)t * qs, y + t * M);
     }
 }
 
@@ -258,10 +270,10 @@ static void grp_kernel(void *arg, int ith, int nth) {
         for (int64_t t = a->off[i]; t < a->off[i + 1]; t++) {
             const uint8_t *x = a->xq + (size_t)t * a->qs;
             float *ya = a->ya + t * a->M;
-            for (int64_t r = r0; r < r1; r++) ya[r] = Wa->kern->vec_dot(Wa->cols, Wa->data + (size_t)r * Wa->row_bytes, x);
+            dot_rows(Wa, r0, r1, r1, x, ya);
             if (Wb) {
                 float *yb = a->yb + t * a->M;
-                for (int64_t r = r0; r < r1; r++) yb[r] = Wb->kern->vec_dot(Wb->cols, Wb->data + (size_t)r * Wb->row_bytes, x);
+                dot_rows(Wb, r0, r1, r1, x, yb);
                 smoe_op_swiglu(ya + r0, yb + r0, r1 - r0);
             }
         }
