@@ -501,6 +501,8 @@ smoe_status smoe_model_quantize(const char *in_path, const char *out_path, smoe_
     for (int64_t i = 0; i < smoe_gguf_n_kv(g); i++) {
         const char *key = smoe_gguf_key(g, i);
         if (strncmp(key, "split.", 6) == 0) continue; /* the output is one file */
+        /* set again below, last, where llama-quantize puts them: same bytes as its files */
+        if (!strcmp(key, "general.quantization_version") || !strcmp(key, "general.file_type")) continue;
         if ((st = smoe_gguf_writer_copy_kv(w, g, i))) goto out;
     }
     if ((st = smoe_gguf_writer_set_u32(w, "general.quantization_version", 2))) goto out;

@@ -81,6 +81,15 @@ expect 0 "run quantized output" -- "$SMOE" run -m "$T/q4km.gguf" -p "Hello" -n 4
 expect 2 "quantize bad type" -- "$SMOE" quantize "$MODEL" "$T/x.gguf" Q9_Z; has "$T/err" "Q9_Z"
 expect 1 "quantize missing input" -- "$SMOE" quantize "$T/none.gguf" "$T/x.gguf" Q8_0
 
+# byte-identical to llama-quantize: F16/BF16 (sha256 of the files it wrote, from the
+# fixtures manifest; the files themselves are not stored) and Q8_0 (stored)
+expect 0 "quantize F16" -- "$SMOE" quantize -q "$MODEL" "$T/f16.gguf" F16
+expect 0 "quantize BF16" -- "$SMOE" quantize -q "$MODEL" "$T/bf16.gguf" BF16
+expect 0 "quantize Q8_0" -- "$SMOE" quantize -q "$MODEL" "$T/q8.gguf" Q8_0
+if [ "$(sha256sum <"$T/f16.gguf" | cut -d' ' -f1)" = f4ae4a6c49803237c0dc730593af92127a6188f7ef9a0ff9a1f209471cae72fc ]; then ok; else bad "F16 file differs from llama-quantize's"; fi
+if [ "$(sha256sum <"$T/bf16.gguf" | cut -d' ' -f1)" = 1203959b0c07fe4863ec8c846faaa351fd9c37fdaee55ee5e2871d138772f8de ]; then ok; else bad "BF16 file differs from llama-quantize's"; fi
+if cmp -s "$T/q8.gguf" "$DATA/model/mixtral-tiny-Q8_0.gguf"; then ok; else bad "Q8_0 file differs from llama-quantize's"; fi
+
 # synth + bench: a small random model, benchmarked with JSON output
 expect 0 "synth small" -- "$SMOE" synth -o "$T/syn.gguf" --type Q8_0 --n-embd 64 --n-layer 2 --n-head 4 \
     --n-head-kv 2 --n-ff 128 --n-expert 4 --n-expert-used 2 --vocab "$DATA/tokenizer/ggml-vocab-mistral-v1.gguf" --vocab-n 512

@@ -185,55 +185,6 @@ static void test_bad_input(smoe_model *m) {
     smoe_ctx_free(c);
 }
 
-/* ------------------------------------------------------------------ F16 / BF16 files */
-
-/* Write the F32 model as F16 or BF16 the way llama-quantize does: every 2-D or larger
- * tensor converted with round-to-nearest-even except the router, 1-D tensors kept F32. */
-static int write_half(const char *src, const char *dst, int dtype) {
-    smoe_gguf *g = NULL;
-    smoe_gguf_writer *w = NULL;
-    int ok = 0;
-    if (smoe_gguf_open(src, &g) || smoe_gguf_writer_init(&w)) goto done;
-    for (int64_t i = 0; i < smoe_gguf_n_kv(g); i++)
-        if (smoe_gguf_writer_copy_kv(w, g, i)) goto done;
-    if (smoe_gguf_writer_set_u32(w, "general.file_type", dtype == SMOE_DTYPE_F16 ? 1 : 32)) goto done;
-    for (int64_t i = 0; i < smoe_gguf_n_tensors(g); i++) {
-        const char *name = smoe_gguf_tensor_name(g, i);
-        int nd = smoe_gguf_tensor_ndim(g, i);
-        int64_t ne[4], nel = 1;
-        for (int d = 0; d < 4; d++) nel *= (ne[d] = smoe_gguf_tensor_ne(g, i, d));
-        const float *x = smoe_gguf_tensor_data(g, i);
-        if (nd == 1 || strstr(name, "ffn_gate_inp")) {
-            if (smoe_gguf_writer_add_tensor(w, name, SMOE_DTYPE_F32, nd, ne, x, (size_t)nel * 4)) goto done;
-            continue;
-        }
-        uint16_t *h = malloc((size_t)nel * 2);
-        if (!h) goto done;
-        for (int64_t j = 0; j < nel; j++) {
-            float f;
-            memcpy(&f, x + j, 4);
-            uint32_t u;
-            memcpy(&u, &f, 4);
-            if (dtype == SMOE_DTYPE_BF16) {
-                h[j] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16); /* RNE; weights are finite */
-            } else {
-                /* F16 through the library's own converter, tested in test_quant */
-                extern uint16_t smoe_f32_to_f16(float);
-                h[j] = smoe_f32_to_f16(f);
-            }
-        }
-        smoe_status st = smoe_gguf_writer_add_tensor(w, name, dtype, nd, ne, h, (size_t)nel * 2);
-        free(h);
-        if (st) goto done;
-    }
-    ok = smoe_gguf_writer_write(w, dst) == SMOE_OK;
-done:
-    if (!ok) fprintf(stderr, "write_half: %s\n", smoe_last_error());
-    smoe_gguf_writer_free(w);
-    smoe_gguf_free(g);
-    return ok;
-}
-
 /* Expert choices of every layer and position of ids (n <= 64) with the given kernels. */
 static int routes_of(smoe_model *m, const int32_t *ids, int n, bool reference, route_log *log) {
     smoe_ctx *c = NULL;
@@ -354,8 +305,9 @@ int main(void) {
     char f16[512], bf16[512];
     snprintf(f16, sizeof f16, "%s/smoe-test-%d-F16.gguf", tmpdir, (int)getpid());
     snprintf(bf16, sizeof bf16, "%s/smoe-test-%d-BF16.gguf", tmpdir, (int)getpid());
-    CHECK(write_half(th_data("model/mixtral-tiny-F32.gguf"), f16, SMOE_DTYPE_F16), "write F16");
-    CHECK(write_half(th_data("model/mixtral-tiny-F32.gguf"), bf16, SMOE_DTYPE_BF16), "write BF16");
+    /* F16/BF16 files written as llama-quantize writes them (byte-identical: tests/cli.sh) */
+    CHECK_OK(smoe_model_quantize(th_data("model/mixtral-tiny-F32.gguf"), f16, SMOE_FTYPE_F16, 2, NULL, NULL));
+    CHECK_OK(smoe_model_quantize(th_data("model/mixtral-tiny-F32.gguf"), bf16, SMOE_FTYPE_BF16, 2, NULL, NULL));
     test_type("F16", f16);
     test_type("BF16", bf16);
     remove(f16);
