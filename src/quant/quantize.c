@@ -133,88 +133,86 @@ static void quantize_bf16(const float *src, void *dst, int64_t n) {
 
 /* ------------------------------------------------------------ legacy blocks */
 
+/* The legacy types share two steps: levels q[j] = trunc((x[j] - sub) * id + add) clamped
+ * to [0, maxq] (sub = 0 and a centring add for Q4_0/Q5_0, sub = the block minimum and a
+ * rounding add for Q4_1/Q5_1), and the packing of values j and j + 16 into one byte,
+ * with the fifth bits of the 5-bit types in qh (bit j = value j). */
+static void legacy_levels(const float *x, float sub, float id, float add, int maxq, int *q) {
+    for (int j = 0; j < SMOE_QK; j++) q[j] = trunc_clamp((x[j] - sub) * id + add, 0, maxq);
+}
+
+static void pack_nibbles(const int *q, uint8_t *qs) {
+    for (int j = 0; j < SMOE_QK / 2; j++) qs[j] = (uint8_t)((q[j] & 15) | ((q[j + SMOE_QK / 2] & 15) << 4));
+}
+
+static void pack_fifth_bits(const int *q, uint8_t *qh) {
+    uint32_t bits = 0;
+    for (int j = 0; j < SMOE_QK; j++) bits |= (uint32_t)(q[j] >> 4) << j;
+    wr_u32(qh, bits);
+}
+
+static void block_min_max(const float *x, float *min, float *max) {
+    *min = FLT_MAX, *max = -FLT_MAX;
+    for (int j = 0; j < SMOE_QK; j++) {
+        if (x[j] < *min) *min = x[j];
+        if (x[j] > *max) *max = x[j];
+    }
+}
+
 /* Q4_0: 16 levels d*(q-8); the largest magnitude becomes q = 0 (d = max / -8), so the
  * grid reaches one step further on that value's side. */
 static void quantize_q4_0(const float *src, void *dst, int64_t n) {
     smoe_block_q4_0 *b = dst;
-    float tmp[SMOE_QK];
+    float tmp[SMOE_QK], id;
+    int q[SMOE_QK];
     for (int64_t i = 0; i < n / SMOE_QK; i++, b++) {
         const float *x = block_clean(src + i * SMOE_QK, SMOE_QK, tmp);
-        float id;
         scale_pair(signed_absmax(x, SMOE_QK) / -8.0f, b->d, &id);
-        for (int j = 0; j < SMOE_QK / 2; j++) {
-            const int lo = trunc_clamp(x[j] * id + 8.5f, 0, 15);
-            const int hi = trunc_clamp(x[j + SMOE_QK / 2] * id + 8.5f, 0, 15);
-            b->qs[j] = (uint8_t)(lo | (hi << 4));
-        }
+        legacy_levels(x, 0.0f, id, 8.5f, 15, q);
+        pack_nibbles(q, b->qs);
     }
 }
 
 /* Q4_1: 16 levels d*q + m spanning [min, max] of the block. */
 static void quantize_q4_1(const float *src, void *dst, int64_t n) {
     smoe_block_q4_1 *b = dst;
-    float tmp[SMOE_QK];
+    float tmp[SMOE_QK], id, min, max;
+    int q[SMOE_QK];
     for (int64_t i = 0; i < n / SMOE_QK; i++, b++) {
         const float *x = block_clean(src + i * SMOE_QK, SMOE_QK, tmp);
-        float min = FLT_MAX, max = -FLT_MAX;
-        for (int j = 0; j < SMOE_QK; j++) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
-        float id;
+        block_min_max(x, &min, &max);
         scale_pair((max - min) / 15.0f, b->d, &id);
-        min = offset_pair(min, b->m);
-        for (int j = 0; j < SMOE_QK / 2; j++) {
-            const int lo = trunc_clamp((x[j] - min) * id + 0.5f, 0, 15);
-            const int hi = trunc_clamp((x[j + SMOE_QK / 2] - min) * id + 0.5f, 0, 15);
-            b->qs[j] = (uint8_t)(lo | (hi << 4));
-        }
+        legacy_levels(x, offset_pair(min, b->m), id, 0.5f, 15, q);
+        pack_nibbles(q, b->qs);
     }
 }
 
-/* Q5_0: as Q4_0 with 32 levels d*(q-16); the fifth bits go to qh (bit j = value j). */
+/* Q5_0: as Q4_0 with 32 levels d*(q-16). */
 static void quantize_q5_0(const float *src, void *dst, int64_t n) {
     smoe_block_q5_0 *b = dst;
-    float tmp[SMOE_QK];
+    float tmp[SMOE_QK], id;
+    int q[SMOE_QK];
     for (int64_t i = 0; i < n / SMOE_QK; i++, b++) {
         const float *x = block_clean(src + i * SMOE_QK, SMOE_QK, tmp);
-        float id;
         scale_pair(signed_absmax(x, SMOE_QK) / -16.0f, b->d, &id);
-        uint32_t qh = 0;
-        for (int j = 0; j < SMOE_QK / 2; j++) {
-            const int lo = trunc_clamp(x[j] * id + 16.5f, 0, 31);
-            const int hi = trunc_clamp(x[j + SMOE_QK / 2] * id + 16.5f, 0, 31);
-            b->qs[j] = (uint8_t)((lo & 15) | ((hi & 15) << 4));
-            qh |= (uint32_t)(lo >> 4) << j;
-            qh |= (uint32_t)(hi >> 4) << (j + SMOE_QK / 2);
-        }
-        wr_u32(b->qh, qh);
+        legacy_levels(x, 0.0f, id, 16.5f, 31, q);
+        pack_nibbles(q, b->qs);
+        pack_fifth_bits(q, b->qh);
     }
 }
 
 /* Q5_1: as Q4_1 with 32 levels. */
 static void quantize_q5_1(const float *src, void *dst, int64_t n) {
     smoe_block_q5_1 *b = dst;
-    float tmp[SMOE_QK];
+    float tmp[SMOE_QK], id, min, max;
+    int q[SMOE_QK];
     for (int64_t i = 0; i < n / SMOE_QK; i++, b++) {
         const float *x = block_clean(src + i * SMOE_QK, SMOE_QK, tmp);
-        float min = FLT_MAX, max = -FLT_MAX;
-        for (int j = 0; j < SMOE_QK; j++) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
-        float id;
+        block_min_max(x, &min, &max);
         scale_pair((max - min) / 31.0f, b->d, &id);
-        min = offset_pair(min, b->m);
-        uint32_t qh = 0;
-        for (int j = 0; j < SMOE_QK / 2; j++) {
-            const int lo = trunc_clamp((x[j] - min) * id + 0.5f, 0, 31);
-            const int hi = trunc_clamp((x[j + SMOE_QK / 2] - min) * id + 0.5f, 0, 31);
-            b->qs[j] = (uint8_t)((lo & 15) | ((hi & 15) << 4));
-            qh |= (uint32_t)(lo >> 4) << j;
-            qh |= (uint32_t)(hi >> 4) << (j + SMOE_QK / 2);
-        }
-        wr_u32(b->qh, qh);
+        legacy_levels(x, offset_pair(min, b->m), id, 0.5f, 31, q);
+        pack_nibbles(q, b->qs);
+        pack_fifth_bits(q, b->qh);
     }
 }
 
