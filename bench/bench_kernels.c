@@ -17,18 +17,25 @@
  * With --2x4 first, the same prefill matrix with vec_dot4 on each row vs vec_dot_2x4 on
  * each pair of rows (the types that have one), ms per pass and the speedup of 2x4.
  *
+ * With --gemm first, a 1024x4096 prefill matmul at 4..128 tokens through the integer
+ * path (activation quantization included) and through the f32 GEMM (packing included),
+ * GFLOP/s of each, for the types that have a GEMM path: where the two cross is
+ * what cpu_ops.c's gemm_pays encodes.
+ *
  * What it does not do: threading, tiling, or checking results (tests/test_kernels.c
  * does that). Not part of the test suite. Build and run from the repository root, after
  * `make` has built build/libsmoe.a:
  *
  *   cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Isrc bench/bench_kernels.c build/libsmoe.a \
- *      -lm -pthread -o build/bench_kernels && ./build/bench_kernels [--x4|--2x4] [type ...]
+ *      -lm -pthread -o build/bench_kernels && ./build/bench_kernels [--x4|--2x4|--gemm] [type ...]
  *
  * Weights are random quant bytes with sane fp16 scales (the speed of these kernels does
  * not depend on the values). Set BENCH_SECONDS=x in the environment for longer runs.
  */
 #include "smoe.h"
+#include "cpu/gemm.h"
 #include "cpu/kernels.h"
+#include "model.h"
 #include "quant/quant.h"
 
 #include <stdint.h>
@@ -248,6 +255,92 @@ static int bench_2x4(int argc, char **argv, const int *types, int ntypes, double
     return 0;
 }
 
+/* --gemm: the prefill matmul of GR rows x N for T tokens, one thread, the integer path
+ * (quantize the T activation rows, then vec_dot_2x4 / vec_dot4 / vec_dot over 4-token
+ * groups, weight rows in blocks of 64 as cpu_ops.c's rows_dot) against the f32 GEMM
+ * (pack the tokens, smoe_gemm_rows), for the types that have a GEMM path. */
+#define GR 1024
+static double int_pass(const smoe_kernel *k, const uint8_t *w, size_t rb, const float *x, uint8_t *a, size_t as, int T,
+                       float *y) {
+    const double t0 = now();
+    for (int t = 0; t < T; t++) k->act_quant(x + (size_t)t * N, a + (size_t)t * as, N);
+    const int T4 = k->vec_dot4 ? T / 4 * 4 : 0;
+    for (int rb0 = 0; rb0 < GR; rb0 += 64) {
+        for (int t = 0; t < T4; t += 4) {
+            int r = rb0;
+            float o[8];
+            if (k->vec_dot_2x4)
+                for (; r + 2 <= rb0 + 64; r += 2) {
+                    k->vec_dot_2x4(N, w + (size_t)r * rb, rb, a + (size_t)t * as, as, o);
+                    for (int j = 0; j < 4; j++) y[(t + j) * GR + r] = o[j], y[(t + j) * GR + r + 1] = o[4 + j];
+                }
+            for (; r < rb0 + 64; r++) {
+                k->vec_dot4(N, w + (size_t)r * rb, a + (size_t)t * as, as, o);
+                for (int j = 0; j < 4; j++) y[(t + j) * GR + r] = o[j];
+            }
+        }
+        for (int t = T4; t < T; t++)
+            for (int r = rb0; r < rb0 + 64; r++) y[t * GR + r] = k->vec_dot(N, w + (size_t)r * rb, a + (size_t)t * as);
+    }
+    return now() - t0;
+}
+
+static int bench_gemm(int argc, char **argv, const int *types, int ntypes, double budget) {
+    static const int Ts[] = {4, 8, 12, 16, 24, 32, 64, 128};
+    const int TMAX = 128;
+    float *x = malloc(sizeof(float) * (size_t)N * TMAX), *y = malloc(sizeof(float) * (size_t)GR * TMAX);
+    uint8_t *a = malloc((size_t)N * 4 * TMAX);
+    float *pk = smoe_alloc_aligned(smoe_gemm_pack_floats(TMAX, N), sizeof(float));
+    float *ws = smoe_alloc_aligned(smoe_gemm_ws_floats(TMAX), sizeof(float));
+    for (size_t i = 0; i < (size_t)N * TMAX; i++) x[i] = rndf();
+    printf("%dx%d weights, one thread, best pass; GFLOP/s of the integer path and of the f32 GEMM\n", GR, N);
+    printf("%-5s %-6s", "type", "isa");
+    for (size_t i = 0; i < sizeof Ts / sizeof *Ts; i++) printf("   T=%-3d int/gemm", Ts[i]);
+    printf("\n");
+    for (int ti = 0; ti < ntypes; ti++) {
+        const int t = types[ti];
+        if (argc > 0) {
+            int want = 0;
+            for (int k = 0; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
+            if (!want) continue;
+        }
+        const size_t rb = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
+        uint8_t *w = malloc(rb * GR);
+        fill(t, w, rb * GR);
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(t, v, 8);
+        for (int k = 0; k < nv; k++) {
+            if (!v[k].gemm_tile) continue;
+            const size_t as = (size_t)(N / smoe_dtype_block_size(v[k].vec_dot_type)) * smoe_dtype_block_bytes(v[k].vec_dot_type);
+            const smoe_tensor W = {.dtype = t, .cols = N, .rows = GR, .row_bytes = rb, .data = w, .kern = &v[k]};
+            printf("%-5s %-6s", smoe_dtype_name(t), v[k].isa);
+            for (size_t i = 0; i < sizeof Ts / sizeof *Ts; i++) {
+                const int T = Ts[i];
+                double best[2] = {1e30, 1e30};
+                const double start = now();
+                int passes = 0;
+                do {
+                    const double d0 = int_pass(&v[k], w, rb, x, a, as, T, y);
+                    if (d0 < best[0]) best[0] = d0;
+                    const double t0 = now();
+                    smoe_gemm_pack(x, T, N, 0, smoe_gemm_panels(T), pk);
+                    smoe_gemm_rows(&W, pk, T, 0, GR, y, GR, ws);
+                    const double d1 = now() - t0;
+                    if (d1 < best[1]) best[1] = d1;
+                } while (++passes < 3 || now() - start < budget / 4);
+                const double flop = 2.0 * N * GR * T;
+                printf("   %6.1f/%-6.1f  ", flop / best[0] * 1e-9, flop / best[1] * 1e-9);
+            }
+            printf("\n");
+        }
+        free(w);
+    }
+    free(x), free(y), free(a);
+    smoe_free_aligned(pk);
+    smoe_free_aligned(ws);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const int types[] = {SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q5_1,
                                 SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q4_K,
@@ -259,6 +352,8 @@ int main(int argc, char **argv) {
         return bench_x4(argc - 2, argv + 2, types, (int)(sizeof types / sizeof types[0]), budget);
     if (argc > 1 && strcmp(argv[1], "--2x4") == 0)
         return bench_2x4(argc - 2, argv + 2, types, (int)(sizeof types / sizeof types[0]), budget);
+    if (argc > 1 && strcmp(argv[1], "--gemm") == 0)
+        return bench_gemm(argc - 2, argv + 2, types, (int)(sizeof types / sizeof types[0]), budget);
     float *x = malloc(N * sizeof *x), *y = malloc(ROWS * sizeof *y);
     uint8_t *a = malloc(N * 4 + 64);
     for (int i = 0; i < N; i++) x[i] = rndf();

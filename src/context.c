@@ -4,6 +4,7 @@
  * allocation happens while tokens are processed). smoe_ctx_decode validates its input,
  * splits it into steps of at most n_batch tokens and calls forward.c.
  */
+#include "cpu/gemm.h"
 #include "model.h"
 
 #include <stdlib.h>
@@ -61,6 +62,10 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
               (c->rscratch = smoe_alloc_aligned(2 * E, sizeof(float)));
     /* quantized activations: at most 4 bytes per value (F32 is the widest vec_dot_type) */
     for (int i = 0; i < 3 && ok; i++) ok = (c->xq[i] = smoe_alloc_aligned(T * (size_t)m->max_cols, sizeof(float))) != NULL;
+    /* the f32 GEMM path of prefill (cpu/gemm.h) */
+    c->gemm_ws_floats = smoe_gemm_ws_floats((int64_t)T);
+    ok = ok && (c->gemm_a = smoe_alloc_aligned(smoe_gemm_pack_floats((int64_t)T, m->max_cols), sizeof(float))) &&
+         (c->gemm_ws = smoe_alloc_aligned(nt * c->gemm_ws_floats, sizeof(float)));
     if (!ok) {
         size_t kv_mib = 2 * L * C * Dkv * sizeof(float) >> 20;
         smoe_ctx_free(c);
@@ -74,7 +79,8 @@ void smoe_ctx_free(smoe_ctx *c) {
     if (!c) return;
     smoe_pool_free(c->pool);
     float *fbufs[] = {c->k_cache, c->v_cache, c->h, c->xn, c->q, c->att, c->tmp, c->rlogits, c->rw,
-                      c->ex_w, c->xg, c->hg, c->hu, c->yg, c->scores, c->dq, c->out_rows, c->rscratch};
+                      c->ex_w, c->xg, c->hg, c->hu, c->yg, c->scores, c->dq, c->out_rows, c->rscratch,
+                      c->gemm_a, c->gemm_ws};
     for (size_t i = 0; i < sizeof fbufs / sizeof *fbufs; i++) smoe_free_aligned(fbufs[i]);
     for (int i = 0; i < 3; i++) smoe_free_aligned(c->xq[i]);
     smoe_free_aligned(c->rids);

@@ -83,6 +83,9 @@ struct smoe_ctx {
     float *dq;                    /* [nthreads][max_cols] dequantization scratch */
     float *out_rows;              /* [T][D] final normed rows for the logits */
     float *rscratch;              /* [2E] router scratch */
+    float *gemm_a;                /* [panels(n_batch) * 16][max_cols] packed f32 input of the GEMM path */
+    float *gemm_ws;               /* [nthreads][gemm_ws_floats] GEMM scratch */
+    size_t gemm_ws_floats;
     uint8_t *xq[3];               /* [T][row bytes] activations in a vec_dot_type, one per weight of a fused matmul */
     smoe_route_fn route_fn;
     void *route_user;

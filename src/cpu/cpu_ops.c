@@ -5,8 +5,14 @@
  * Q8_1, Q8_K, F16, BF16 or F32, as llama.cpp does), then every output is one vec_dot of a
  * weight row with an activation row. Threads split the output rows; each weight row is
  * loaded once and dotted with all T tokens while it sits in L1.
+ *
+ * Prefill-sized blocks (see gemm_pays) of the types whose kernel row has a
+ * gemm_tile take the f32 GEMM of gemm.h instead: the input is packed into 16-token
+ * panels (in the same parallel job that quantizes for the other weights), and each
+ * thread runs its output rows through smoe_gemm_rows.
  */
 #include "cpu/cpu_ops.h"
+#include "cpu/gemm.h"
 #include "ops.h"
 
 #include <math.h>
@@ -44,7 +50,15 @@ typedef struct mmq_task {
     const smoe_kernel *quant_kern[3];
     size_t slot_stride[3];
     int64_t rows_total;
+    bool gemm[3];          /* weight i goes through the f32 GEMM from the packed panels */
+    bool pack;             /* some weight does: pack x into c->gemm_a */
 } mmq_task;
+
+/* Whether a matmul of a gemm_tile type over T tokens takes the GEMM: at least 16 tokens
+ * (one full panel) and at most 20% padding in the last panel. On Zen 3 the integer
+ * Q8_0 path does ~60 GFLOP/s per thread and the GEMM ~82 x the panels' fill
+ * (bench/bench_kernels.c --gemm), so they break even near 80% fill. */
+static bool gemm_pays(int64_t T) { return T >= SMOE_GEMM_MT && 5 * T >= 4 * SMOE_GEMM_MT * smoe_gemm_panels(T); }
 
 static size_t row_bytes(int dtype, int64_t n) {
     return (size_t)(n / smoe_dtype_block_size(dtype)) * smoe_dtype_block_bytes(dtype);
@@ -57,6 +71,11 @@ static void quant_kernel(void *arg, int ith, int nth) {
     for (int s = 0; s < a->n_quant; s++)
         for (int64_t t = t0; t < t1; t++)
             a->quant_kern[s]->act_quant(a->x + t * a->n_in, a->c->xq[s] + (size_t)t * a->slot_stride[s], a->n_in);
+    if (a->pack) {
+        int64_t p0, p1;
+        smoe_split(smoe_gemm_panels(a->T), ith, nth, &p0, &p1);
+        smoe_gemm_pack(a->x, a->T, a->n_in, p0, p1, a->c->gemm_a);
+    }
 }
 
 /* y[r] = W row r . x for r in [r0, r1), one activation row. Decode reads each weight
@@ -79,8 +98,12 @@ static inline void dot_rows(const smoe_tensor *W, int64_t r0, int64_t r1, int64_
  * (~10-20 KB) is swept over the tokens four at a time, so the weight block stays in L1
  * while each group of four activation rows is reused ROW_BLOCK times. */
 #define ROW_BLOCK 64
-static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1) {
+static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1, int ith) {
     const smoe_tensor *W = a->W[i];
+    if (a->gemm[i]) {
+        smoe_gemm_rows(W, a->c->gemm_a, a->T, r0, r1, a->y[i], W->rows, a->c->gemm_ws + (size_t)ith * a->c->gemm_ws_floats);
+        return;
+    }
     const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
     const smoe_vec_dot_2x4_fn dot2x4 = dot4 ? W->kern->vec_dot_2x4 : NULL;
     const uint8_t *xq = a->xq[i];
@@ -116,7 +139,7 @@ static void mmq_kernel(void *arg, int ith, int nth) {
     for (int i = 0; i < a->nw; i++) {
         const int64_t r0 = SMOE_MAX(g0 - base, 0), r1 = SMOE_MIN(g1 - base, a->W[i]->rows);
         base += a->W[i]->rows;
-        if (r0 < r1) rows_dot(a, i, r0, r1);
+        if (r0 < r1) rows_dot(a, i, r0, r1, ith);
     }
 }
 
@@ -128,8 +151,8 @@ static void gate_up_kernel(void *arg, int ith, int nth) {
     int64_t r0, r1;
     smoe_split(F, ith, nth, &r0, &r1);
     if (r0 >= r1) return;
-    rows_dot(a, 0, r0, r1);
-    rows_dot(a, 1, r0, r1);
+    rows_dot(a, 0, r0, r1, ith);
+    rows_dot(a, 1, r0, r1, ith);
     for (int64_t t = 0; t < a->T; t++) smoe_op_swiglu(a->y[0] + t * F + r0, a->y[1] + t * F + r0, r1 - r0);
 }
 
@@ -143,6 +166,10 @@ static void mmq_prepare(smoe_ctx *c, mmq_task *a, const float *x, int64_t T, int
         a->W[i] = W[i];
         a->y[i] = y[i];
         a->rows_total += W[i]->rows;
+        if (k->gemm_tile && k->to_f32 && gemm_pays(T)) { /* f32 GEMM from the packed panels */
+            a->gemm[i] = a->pack = true;
+            continue;
+        }
         if (k->vec_dot_type == SMOE_DTYPE_F32) { /* the input is already in that type */
             a->xq[i] = (const uint8_t *)x;
             a->qstride[i] = sizeof(float) * (size_t)a->n_in;
@@ -158,7 +185,7 @@ static void mmq_prepare(smoe_ctx *c, mmq_task *a, const float *x, int64_t T, int
         a->xq[i] = c->xq[s];
         a->qstride[i] = a->slot_stride[s];
     }
-    if (a->n_quant) {
+    if (a->n_quant || a->pack) {
         if (T == 1) quant_kernel(a, 0, 1); /* one row: not worth waking the pool */
         else smoe_pool_run(c->pool, quant_kernel, a);
     }

@@ -38,6 +38,7 @@ void smoe_kernels_fill_scalar(smoe_kernel *rows, int count);
 void smoe_kernels_fill_avx2(smoe_kernel *rows, int count);
 void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count); /* x86/dot4_avx2.c: vec_dot4 */
 void smoe_kernels_fill_avx2_2x4(smoe_kernel *rows, int count);  /* x86/dot2x4_avx2.c: vec_dot_2x4 */
+void smoe_kernels_fill_avx2_gemm(smoe_kernel *rows, int count); /* x86/gemm_avx2.c: gemm_tile, to_f32 */
 #endif
 /* The NEON file assumes little-endian lanes; big-endian AArch64 keeps the scalar rows. */
 #if defined(__aarch64__) && defined(__ARM_NEON) && defined(__BYTE_ORDER__) && \
@@ -149,6 +150,7 @@ static void init(void) {
         smoe_kernels_fill_avx2(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         smoe_kernels_fill_avx2_dot4(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         smoe_kernels_fill_avx2_2x4(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
+        smoe_kernels_fill_avx2_gemm(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         drop_inherited_dot4(g_rows[ISA_AVX2], g_rows[ISA_SCALAR]);
         g_runnable[ISA_AVX2] = true;
     }

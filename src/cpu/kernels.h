@@ -36,6 +36,13 @@ typedef void (*smoe_vec_dot4_fn)(int64_t n, const void *w, const void *a, size_t
 typedef void (*smoe_vec_dot_2x4_fn)(int64_t n, const void *w, size_t w_stride, const void *a, size_t a_stride,
                                     float *out);
 
+/* Dequantize n values (a multiple of the block size) of a weight row to f32, bit-exact
+ * with the reference dequantizer (quant.h's to_float). */
+typedef void (*smoe_to_f32_fn)(const void *w, float *out, int64_t n);
+
+/* The f32 GEMM micro-kernel of cpu/gemm.h (same type as smoe_gemm_tile_fn). */
+typedef void (*smoe_gemm_tile_kfn)(int64_t kc, const float *a, const float *const *w, float *acc, int init);
+
 typedef struct smoe_kernel {
     const char *isa;               /* "scalar", "avx2", "avx512", "neon": of vec_dot */
     int vec_dot_type;              /* smoe_dtype of the activation rows */
@@ -43,6 +50,10 @@ typedef struct smoe_kernel {
     smoe_from_float_fn act_quant;  /* f32 -> vec_dot_type, best version for this CPU */
     smoe_vec_dot4_fn vec_dot4;     /* 1 row x 4 tokens; NULL: callers use vec_dot 4 times */
     smoe_vec_dot_2x4_fn vec_dot_2x4; /* 2 rows x 4 tokens; NULL: absent (callers use vec_dot4) */
+    /* Prefill through the f32 GEMM (cpu/gemm.h) instead of vec_dot4: set by the ISA files
+     * for the types where it is faster (both set, or both NULL: the type keeps vec_dot4). */
+    smoe_gemm_tile_kfn gemm_tile;
+    smoe_to_f32_fn to_f32;
 } smoe_kernel;
 
 /* The kernel row for a weight type, or NULL if the type has no dot product. Thread-safe;
