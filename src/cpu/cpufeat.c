@@ -45,6 +45,7 @@ void smoe_kernels_fill_avx2_gemm(smoe_kernel *rows, int count); /* x86/gemm_avx2
     __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SMOE_HAVE_NEON 1
 void smoe_kernels_fill_neon(smoe_kernel *rows, int count);
+void smoe_kernels_fill_neon_gemm(smoe_kernel *rows, int count); /* arm/gemm_neon.c: gemm_tile, to_f32 */
 #endif
 
 enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON, ISA_COUNT };
@@ -160,6 +161,7 @@ static void init(void) {
     if (g_feat.neon) {
         memcpy(g_rows[ISA_NEON], g_rows[ISA_SCALAR], sizeof g_rows[ISA_NEON]);
         smoe_kernels_fill_neon(g_rows[ISA_NEON], SMOE_DTYPE_COUNT);
+        smoe_kernels_fill_neon_gemm(g_rows[ISA_NEON], SMOE_DTYPE_COUNT);
         drop_inherited_dot4(g_rows[ISA_NEON], g_rows[ISA_SCALAR]);
         g_runnable[ISA_NEON] = true;
     }
