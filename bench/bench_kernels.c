@@ -98,6 +98,21 @@ static void fill(int t, uint8_t *w, size_t bytes) {
     }
 }
 
+/* Whether type t is among the names argv[0..argc-1] (all types when argc is 0). */
+static int wanted(int argc, char **argv, int t) {
+    int want = argc == 0;
+    for (int k = 0; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
+    return want;
+}
+
+/* rows random weight rows of N values of type t; *rowbytes gets the row size. */
+static uint8_t *make_matrix(int t, int rows, size_t *rowbytes) {
+    *rowbytes = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
+    uint8_t *w = malloc(*rowbytes * (size_t)rows);
+    fill(t, w, *rowbytes * (size_t)rows);
+    return w;
+}
+
 static int T4 = 64; /* tokens of the --x4 benchmark (BENCH_TOKENS, a multiple of 4) */
 
 /* One pass of the --x4 benchmark: y[t * ROWS + r] for all rows and T4 tokens, with
@@ -150,14 +165,9 @@ static int bench_x4(int argc, char **argv, const int *types, int ntypes, double 
            "GB/s", "GB/s4", "speedup", "same");
     for (int ti = 0; ti < ntypes; ti++) {
         const int t = types[ti];
-        if (argc > 0) {
-            int want = 0;
-            for (int k = 0; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
-            if (!want) continue;
-        }
-        const size_t rowbytes = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
-        uint8_t *w = malloc(rowbytes * ROWS);
-        fill(t, w, rowbytes * ROWS);
+        if (!wanted(argc, argv, t)) continue;
+        size_t rowbytes;
+        uint8_t *w = make_matrix(t, ROWS, &rowbytes);
         smoe_kernel v[8];
         const int nv = smoe_kernels_all(t, v, 8);
         for (int k = nv > 1 ? 1 : 0; k < nv; k++) {
@@ -218,14 +228,9 @@ static int bench_2x4(int argc, char **argv, const int *types, int ntypes, double
            "same");
     for (int ti = 0; ti < ntypes; ti++) {
         const int t = types[ti];
-        if (argc > 0) {
-            int want = 0;
-            for (int k = 0; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
-            if (!want) continue;
-        }
-        const size_t rowbytes = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
-        uint8_t *w = malloc(rowbytes * ROWS);
-        fill(t, w, rowbytes * ROWS);
+        if (!wanted(argc, argv, t)) continue;
+        size_t rowbytes;
+        uint8_t *w = make_matrix(t, ROWS, &rowbytes);
         smoe_kernel v[8];
         const int nv = smoe_kernels_all(t, v, 8);
         for (int k = nv > 1 ? 1 : 0; k < nv; k++) {
@@ -299,14 +304,9 @@ static int bench_gemm(int argc, char **argv, const int *types, int ntypes, doubl
     printf("\n");
     for (int ti = 0; ti < ntypes; ti++) {
         const int t = types[ti];
-        if (argc > 0) {
-            int want = 0;
-            for (int k = 0; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
-            if (!want) continue;
-        }
-        const size_t rb = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
-        uint8_t *w = malloc(rb * GR);
-        fill(t, w, rb * GR);
+        if (!wanted(argc, argv, t)) continue;
+        size_t rb;
+        uint8_t *w = make_matrix(t, GR, &rb);
         smoe_kernel v[8];
         const int nv = smoe_kernels_all(t, v, 8);
         for (int k = 0; k < nv; k++) {
@@ -360,14 +360,9 @@ int main(int argc, char **argv) {
     printf("%-5s %-7s %10s %9s %12s\n", "type", "isa", "ms/matvec", "GB/s", "quant us/row");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const int t = types[ti];
-        if (argc > 1) {
-            int want = 0;
-            for (int k = 1; k < argc; k++) want |= strcmp(argv[k], smoe_dtype_name(t)) == 0;
-            if (!want) continue;
-        }
-        const size_t rowbytes = (size_t)(N / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
-        uint8_t *w = malloc(rowbytes * ROWS);
-        fill(t, w, rowbytes * ROWS);
+        if (!wanted(argc - 1, argv + 1, t)) continue;
+        size_t rowbytes;
+        uint8_t *w = make_matrix(t, ROWS, &rowbytes);
         smoe_kernel v[8];
         const int nv = smoe_kernels_all(t, v, 8);
         for (int k = 0; k < nv; k++) {
