@@ -32,6 +32,21 @@ endif
 LIB_SRC  := $(wildcard src/*.c src/*/*.c src/*/*/*.c)
 LIB      := $(BUILD)/libsmoe.a
 TOOL_SRC := $(wildcard tools/*.c)
+# `smoe serve` needs libmicrohttpd and cJSON (Debian: libmicrohttpd-dev libcjson-dev). They are
+# detected by compiling and linking a one-line program; without them tools/server/no_server.c
+# stands in and `smoe serve` says what to install. SERVER=0 or SERVER=1 skips the probe.
+ifndef SERVER
+SERVER := $(shell echo 'int main(void){return MHD_get_version() == 0 || cJSON_Version() == 0;}' | \
+            $(CC) -x c -include microhttpd.h -include cjson/cJSON.h - -o /dev/null -lmicrohttpd -lcjson \
+            >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+export SERVER
+ifeq ($(SERVER),1)
+  TOOL_SRC    += $(filter-out tools/server/no_server.c,$(wildcard tools/server/*.c))
+  SERVER_LIBS  = -lmicrohttpd -lcjson
+else
+  TOOL_SRC    += tools/server/no_server.c
+endif
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 MODEL    ?= tests/data/model/mixtral-tiny-F32.gguf
@@ -62,7 +77,7 @@ $(LIB): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(SMOE_BIN): $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SERVER_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -109,7 +124,7 @@ fuzz:
 	    -print_final_stats=1 -artifact_prefix=build/fuzz/ $(FUZZ_FLAGS) build/fuzz/corpus)
 
 format:
-	clang-format -i include/*.h src/*.c src/*.h src/*/*.[ch] tools/*.c tests/*.[ch]
+	clang-format -i include/*.h src/*.c src/*.h src/*/*.[ch] tools/*.c tools/*.h tools/server/*.[ch] tests/*.[ch]
 
 clean:
 	rm -rf build smoe build.test.log build.san.log

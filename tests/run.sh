@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every test program given on the command line, then the CLI checks (tests/cli.sh),
+# Run every test program given on the command line, then the CLI checks (tests/cli.sh) and
+# the server checks (tests/serve.sh),
 # and print the sum of their "N passed, N failed" lines as the last line. A program that
 # exits non-zero, or prints no summary (a crash), counts as failed.
 set -u
@@ -26,6 +27,11 @@ done
 if [ -f tests/cli.sh ]; then
     out=$(bash tests/cli.sh "${SMOE_BIN:-./smoe}" 2>&1); rc=$?
     tally cli.sh "$rc" "$out"
+fi
+if [ -f tests/serve.sh ]; then
+    out=$(bash tests/serve.sh "${SMOE_BIN:-./smoe}" 2>&1); rc=$?
+    tally serve.sh "$rc" "$out"
+    printf '%s\n' "$out" | grep '^SKIP' | sed 's/^/    /'
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -32,5 +32,6 @@ int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* tools/server/ */
 
 #endif /* SMOE_CLI_H */

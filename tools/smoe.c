@@ -6,6 +6,7 @@
  *   smoe logits    write the logits of every position of an id sequence (raw f32)
  *   smoe tokenize  print the token ids of a text
  *   smoe info      print a GGUF file's metadata and tensor directory
+ *   smoe serve     OpenAI-compatible HTTP server (tools/server/)
  *
  * Exit status: 0 success, 1 runtime failure (bad file, out of memory...), 2 usage error.
  */
@@ -380,6 +381,7 @@ static const char *MAIN_HELP =
     "  quantize   convert a model to another weight type mix (Q4_K_M, Q8_0, ...)\n"
     "  synth      write a random-weight Mixtral-layout model (benchmarks, tests)\n"
     "  bench      measure prompt and generation speed, like llama-bench\n"
+    "  serve      OpenAI-compatible HTTP server (chat, completions, streaming)\n"
     "\n"
     "'smoe COMMAND --help' describes each command. 'smoe --version' prints the version.\n";
 
@@ -394,6 +396,7 @@ static const struct {
     {"quantize", cmd_quantize},
     {"synth", cmd_synth},
     {"bench", cmd_bench},
+    {"serve", cmd_serve},
 };
 
 int main(int argc, char **argv) {
