@@ -58,7 +58,6 @@ typedef struct mmq_task {
  * (one full panel) and at most 20% padding in the last panel. On Zen 3 the integer
  * Q8_0 path does ~60 GFLOP/s per thread and the GEMM ~82 x the panels' fill
  * (bench/bench_kernels.c --gemm), so they break even near 80% fill. */
-#define GEMM_MIN_ROWS 64
 static bool gemm_pays(int64_t T) { return T >= SMOE_GEMM_MT && 5 * T >= 4 * SMOE_GEMM_MT * smoe_gemm_panels(T); }
 
 static size_t row_bytes(int dtype, int64_t n) {
@@ -158,17 +157,17 @@ static void gate_up_kernel(void *arg, int ith, int nth) {
 }
 
 /* Fill the task and quantize the input once per distinct vec_dot type. */
+#define GEMM_MIN_ROWS 64
 static void mmq_prepare(smoe_ctx *c, mmq_task *a, const float *x, int64_t T, int n, const smoe_tensor *const *W,
                         float *const *y) {
     *a = (mmq_task){.c = c, .x = x, .T = T, .n_in = W[0]->cols, .nw = n};
-    /* the GEMM only when every weight of the call takes it and is large: packing the
-     * input costs as much as a GEMM of a few rows (the router's E rows stay on vec_dot,
-     * which also keeps near-ties of router logits resolved as llama.cpp resolves them);
-     * in a mixed call (Q4_K_M's
-     * Q4_K attn_q with Q8_0 attn_k/attn_v) the input is quantized anyway, the GEMM rows
-     * would be few, and the integer path keeps such files computing what llama.cpp
-     * computes (on the test model, Q4_K_M's logits move from 0.057 to 0.23 of llama.cpp's
-     * own when its attn_k/attn_v take the GEMM) */
+    /* The GEMM only when every weight of the call takes it and has GEMM_MIN_ROWS rows:
+     * - packing the input costs as much as a GEMM of a few rows (the router's E rows stay
+     *   on vec_dot);
+     * - in a mixed call (Q4_K_M's Q4_K attn_q with Q8_0 attn_k/attn_v) the input is
+     *   quantized anyway, and the integer path keeps such files computing what llama.cpp
+     *   computes (on the test model, Q4_K_M's logits move from 0.057 to 0.23 of
+     *   llama.cpp's own when its attn_k/attn_v take the GEMM). */
     bool gemm = gemm_pays(T);
     for (int i = 0; i < n; i++) gemm &= W[i]->kern->gemm_tile && W[i]->kern->to_f32 && W[i]->rows >= GEMM_MIN_ROWS;
     for (int i = 0; i < n; i++) {
