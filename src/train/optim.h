@@ -1,0 +1,33 @@
+/*
+ * optim.h - AdamW (decoupled weight decay, as torch.optim.AdamW), global-norm gradient
+ * clipping and the learning-rate schedule (linear warm-up, then cosine decay), over the
+ * parameter block as one vector.
+ */
+#ifndef SMOE_OPTIM_H
+#define SMOE_OPTIM_H
+
+#include <stdint.h>
+
+typedef struct smoe_adamw {
+    float lr;              /* peak learning rate */
+    float beta1, beta2;    /* torch defaults 0.9, 0.999; LLM practice 0.9, 0.95 */
+    float eps;             /* added after the bias-corrected sqrt(v) (torch) */
+    float weight_decay;    /* decoupled: theta *= 1 - lr * wd before the update */
+} smoe_adamw;
+
+/* One AdamW step s (1-based) at learning rate lr over n parameters: m, v are the moment
+ * vectors (zero before step 1). */
+void smoe_adamw_step(const smoe_adamw *o, float lr, int64_t s, float *theta, const float *g, float *m, float *v,
+                     int64_t n);
+
+/* L2 norm of g (double accumulation). */
+double smoe_grad_norm(const float *g, int64_t n);
+/* Scale g so that its norm is at most max_norm (no-op when max_norm <= 0); returns the
+ * norm before clipping. */
+double smoe_grad_clip(float *g, int64_t n, double max_norm);
+
+/* Learning rate at step s (1-based) of total: linear warm-up over `warmup` steps from
+ * lr/warmup to lr, then cosine decay to min_lr at step total. */
+float smoe_lr_at(float lr, float min_lr, int64_t s, int64_t warmup, int64_t total);
+
+#endif /* SMOE_OPTIM_H */

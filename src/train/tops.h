@@ -1,0 +1,45 @@
+/*
+ * tops.h - the operations of training, forward and backward, in f32 on the thread pool.
+ * Each output element is computed by one thread in a fixed order, so results do not
+ * depend on the thread count. Backward functions ADD into their gradient outputs.
+ *
+ * Matrices are row-major (out, in): W[O][I], y[n] = W x[n].
+ */
+#ifndef SMOE_TOPS_H
+#define SMOE_TOPS_H
+
+#include "cpu/threadpool.h"
+
+#include <stdint.h>
+
+/* y[N][O] = x[N][I] W^T */
+void tops_matmul(smoe_pool *p, float *y, const float *x, const float *W, int64_t N, int64_t I, int64_t O);
+/* dx[N][I] += dy[N][O] W */
+void tops_matmul_bwd_x(smoe_pool *p, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O);
+/* dW[O][I] += dy^T x */
+void tops_matmul_bwd_w(smoe_pool *p, float *dW, const float *dy, const float *x, int64_t N, int64_t I, int64_t O);
+
+/* y[N][D] = x / rms(x) * w; rs[N] = 1/rms */
+void tops_rmsnorm(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps);
+/* dx[N][D] += d/dx, dw[D] += d/dw, given dy and the forward's x, rs */
+void tops_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rs, const float *w, int64_t N,
+                      int64_t D);
+
+/* table[T][Dh/2][2] = cos, sin of pos * base^(-2i/Dh) (llama.cpp "normal" mode, adjacent pairs) */
+void tops_rope_table(float *table, int32_t T, int32_t Dh, float base);
+/* Rotate x[N][nh][Dh] in place, token n at position n % T; inverse: rotate back (backward). */
+void tops_rope(float *x, const float *table, int64_t N, int32_t T, int32_t nh, int32_t Dh, bool inverse);
+
+/* Causal grouped-query attention of B sequences of T tokens. q [N][H*Dh], k, v [N][Hkv*Dh];
+ * P [B][H][T][T] (row t: t+1 probabilities), out [N][H*Dh]. Scale 1/sqrt(Dh). */
+void tops_attention(smoe_pool *p, float *out, float *P, const float *q, const float *k, const float *v, int32_t B,
+                    int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
+/* Gradients dq, dk, dv (added) from dout. */
+void tops_attention_bwd(smoe_pool *p, float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
+                        const float *k, const float *v, int32_t B, int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
+
+/* Mean cross-entropy of logits [N][V] against targets [N]; logits are replaced by their
+ * softmax. Returns the mean over N in double. */
+double tops_cross_entropy(smoe_pool *p, float *logits, const int32_t *targets, int64_t N, int64_t V);
+
+#endif /* SMOE_TOPS_H */
