@@ -449,6 +449,188 @@ typedef void (*smoe_progress_fn)(void *user, int64_t done, int64_t total, const 
 smoe_status smoe_model_quantize(const char *in_path, const char *out_path, smoe_ftype ftype, int n_threads,
                                 smoe_progress_fn progress, void *user);
 
+/* ---------------------------------------------------------------- training
+ *
+ * A trainer holds a Mixtral-style model in f32 (every parameter trainable), its AdamW
+ * state and the activations of one batch. The caller supplies the batches (token ids
+ * and next-token targets, B sequences of T tokens each) and decides when to evaluate,
+ * checkpoint and export; `smoe train` (tools/cmd_train.c) is such a caller. Routers,
+ * losses and the checkpoint format: docs/training.md. */
+
+typedef struct smoe_train_config {
+    int32_t n_vocab;         /* V (from the tokenizer) */
+    int32_t n_embd;          /* D */
+    int32_t n_layer;
+    int32_t n_head;          /* H */
+    int32_t n_head_kv;       /* Hkv, divides H */
+    int32_t n_ff;            /* F of each expert */
+    int32_t n_expert;        /* E */
+    int32_t n_expert_used;   /* K */
+    int32_t seq_len;         /* T tokens per sequence */
+    int32_t batch;           /* B sequences per step */
+    char router[32];         /* "topk" "switch" "softmax-topk" "softmax-topk-norm" "noisy-topk"
+                                "expert-choice" "attention" "sigmoid-bias" */
+    char aux_style[16];      /* "switch" (per layer E sum f P, summed) or "hf" (pooled, HF) */
+    float aux_loss;          /* load-balancing coefficient; 0 = off */
+    float z_loss;            /* router z-loss coefficient; 0 = off */
+    float capacity_factor;   /* > 0: expert capacity with token dropping (training) */
+    float bias_rate;         /* sigmoid-bias: step of the bias update */
+    float lr, min_lr;        /* peak and final learning rate (cosine) */
+    int64_t warmup;          /* linear warm-up steps */
+    int64_t steps;           /* total steps (the schedule's length) */
+    float beta1, beta2, eps, weight_decay;
+    float clip;              /* global gradient-norm clip; 0 = off */
+    float init_std;          /* std of the initial weights (output projections / sqrt(2L)) */
+    float rope_base, norm_eps;
+    uint64_t seed;           /* initial weights and router noise */
+} smoe_train_config;
+
+/* Defaults: a tiny model (D 64, 2 layers, 4/2 heads, F 128, 4 experts top-2, T 64, B 8),
+ * router topk, no auxiliary losses, lr 1e-3 -> 1e-4 with 100 warm-up steps of 1000,
+ * betas 0.9/0.95, eps 1e-8, weight decay 0.1, clip 1, init std 0.02, rope base 1e4,
+ * norm eps 1e-5, seed 1. n_vocab must be set. */
+smoe_train_config smoe_train_default_config(void);
+
+typedef struct smoe_trainer smoe_trainer;
+
+typedef struct smoe_train_stats {
+    double loss;             /* ce + aux_loss * aux + z_loss * z */
+    double ce;               /* mean cross-entropy */
+    double aux;              /* load-balancing loss summed over layers (no coefficient) */
+    double z;                /* z-loss summed over layers (no coefficient) */
+    double lr;               /* learning rate of the step */
+    double grad_norm;        /* before clipping */
+    double load_cv;          /* mean over layers of the expert-load coefficient of variation */
+    double dropped;          /* mean over layers of the share of assignments dropped */
+} smoe_train_stats;
+
+/* A new trainer with initial weights from cfg->seed; n_threads <= 0: physical cores. */
+smoe_status smoe_trainer_init(const smoe_train_config *cfg, int32_t n_threads, smoe_trainer **out);
+/* A trainer from a checkpoint written by smoe_trainer_save (weights, AdamW moments, step,
+ * RNG, router biases, config). */
+smoe_status smoe_trainer_load(const char *path, int32_t n_threads, smoe_trainer **out);
+void smoe_trainer_free(smoe_trainer *t);
+const smoe_train_config *smoe_trainer_config(const smoe_trainer *t);
+int64_t smoe_trainer_n_params(const smoe_trainer *t);
+/* Optimizer steps taken so far. */
+int64_t smoe_trainer_step_count(const smoe_trainer *t);
+
+/* One optimizer step on tokens/targets [B][T] (ids in [0, V)). A non-finite loss fails
+ * with SMOE_ERR_RANGE and leaves the weights unchanged. stats may be NULL. */
+smoe_status smoe_trainer_step(smoe_trainer *t, const int32_t *tokens, const int32_t *targets, smoe_train_stats *stats);
+/* Mean cross-entropy of a batch [B][T] without training (no router noise, no dropping). */
+smoe_status smoe_trainer_eval(smoe_trainer *t, const int32_t *tokens, const int32_t *targets, double *ce);
+
+/* Checkpoint: everything to continue exactly, written atomically (temp file, fsync,
+ * rename), so a crash or a full disk never leaves a corrupt file in its place. */
+smoe_status smoe_trainer_save(const smoe_trainer *t, const char *path);
+/* The model as a GGUF file that `smoe run` loads, with the tokenizer metadata of the
+ * GGUF at tokenizer_path; for the topk router a standard llama.cpp Mixtral-style file. */
+smoe_status smoe_trainer_export(const smoe_trainer *t, const char *tokenizer_path, const char *path);
+
+/* ---------------------------------------------------------------- training: tokenizer and data */
+
+/* Progress of a long training-side job: stage is "read", "merge", "write" (fixed
+ * strings); done out of total units (bytes for "read" and "write", merges for "merge";
+ * total 0 = unknown). Called on the calling thread, often: throttle in the callback. */
+typedef void (*smoe_train_progress_fn)(void *user, const char *stage, int64_t done, int64_t total);
+
+/* Train a SentencePiece-style BPE vocabulary with byte fallback on text files (one
+ * sentence per line, UTF-8) and write it as a GGUF file holding only tokenizer metadata
+ * (general.architecture "llama", tokenizer.ggml.model "llama"), which smoe_tokenizer_*
+ * and llama.cpp load. Vocabulary: <unk> 0, <s> 1, </s> 2, the byte tokens <0x00>..<0xFF>
+ * 3..258, the merged pieces in merge order (score -rank), then the single characters
+ * that cover character_coverage of the corpus (rarer ones are left to byte fallback).
+ * Same input and params give the same file. Rules and tie-breaks: docs/training.md. */
+typedef struct smoe_tokenizer_train_params {
+    int32_t vocab_size;          /* exact size of the vocabulary, >= 260 (default 4096) */
+    double character_coverage;   /* in (0, 1]: fraction of character occurrences the base
+                                    pieces cover, most frequent first (default 0.9995) */
+    int32_t max_piece_chars;     /* longest piece in characters, 2..64 (default 16) */
+    const char *name;            /* general.name; NULL = "smoe-bpe" */
+    smoe_train_progress_fn progress; /* NULL = none */
+    void *progress_user;
+} smoe_tokenizer_train_params;
+
+typedef struct smoe_tokenizer_train_stats {
+    int64_t n_lines;         /* non-empty lines read */
+    int64_t n_bytes;         /* bytes read */
+    int64_t n_chars;         /* characters, dummy-prefix "▁" included */
+    int64_t n_chunks;        /* distinct pre-tokenized chunks (words) trained on */
+    int64_t n_long_chunks;   /* chunk occurrences over 4096 bytes, not trained on */
+    int32_t n_base;          /* single-character pieces */
+    int32_t n_merges;        /* merged pieces */
+    int32_t n_rare_kinds;    /* distinct characters left to byte fallback */
+    int64_t n_rare_chars;    /* their occurrences (invalid UTF-8 bytes included) */
+} smoe_tokenizer_train_stats;
+
+smoe_tokenizer_train_params smoe_tokenizer_train_default_params(void);
+/* Train on n_paths files ("-" = stdin) and write out_path atomically. stats may be NULL.
+ * A corpus with too few distinct pairs for vocab_size fails with SMOE_ERR_INVALID_ARG and
+ * a message giving the largest size it supports. */
+smoe_status smoe_tokenizer_train(const smoe_tokenizer_train_params *p, const char *const *paths, int n_paths,
+                                 const char *out_path, smoe_tokenizer_train_stats *stats);
+/* FNV-1a 64 of the vocabulary's token texts, each followed by a 0 byte: identifies the
+ * tokenizer a token file was made with. */
+uint64_t smoe_tokenizer_fingerprint(const smoe_tokenizer *t);
+
+/* Token files: a corpus tokenized once, split into a training and a validation range.
+ * Format (little-endian; docs/training.md): a 64-byte header (magic "SMOETOKS", version,
+ * bytes per token 2 or 4, vocabulary size, flags, token count, training count, FNV-1a 64
+ * checksum of the token bytes, tokenizer fingerprint, split seed), then the tokens: the
+ * training range first, then the validation range. */
+typedef struct smoe_data smoe_data;
+
+typedef struct smoe_data_info {
+    uint32_t version;
+    uint32_t token_bytes;    /* 2 (uint16, vocabularies of <= 65536) or 4 (uint32) */
+    int32_t n_vocab;
+    uint32_t flags;          /* SMOE_DATA_FLAG_* */
+    uint64_t n_tokens;       /* n_train + n_val */
+    uint64_t n_train;        /* tokens [0, n_train) */
+    uint64_t n_val;          /* tokens [n_train, n_tokens) */
+    uint64_t checksum;       /* FNV-1a 64 of the token bytes as stored */
+    uint64_t tokenizer_fingerprint; /* smoe_tokenizer_fingerprint of the tokenizer used */
+    uint64_t split_seed;
+} smoe_data_info;
+
+#define SMOE_DATA_FLAG_BOS 1u /* each line starts with BOS */
+#define SMOE_DATA_FLAG_EOS 2u /* each line ends with EOS */
+
+typedef struct smoe_data_prepare_params {
+    double val_fraction;     /* in [0, 1): a line goes to validation with this probability,
+                                decided by a seeded hash of its bytes (default 0.05) */
+    uint64_t split_seed;     /* default 0 */
+    bool add_bos;            /* BOS before each line (default true) */
+    bool add_eos;            /* EOS after each line (default true) */
+    smoe_train_progress_fn progress; /* NULL = none */
+    void *progress_user;
+} smoe_data_prepare_params;
+
+smoe_data_prepare_params smoe_data_prepare_default_params(void);
+/* Tokenize every non-empty line of n_paths text files ("-" = stdin; a trailing '\r' is
+ * dropped) with tok and write the token file out_path atomically (temporary file, fsync,
+ * rename). info (may be NULL) gets the header written. */
+smoe_status smoe_data_prepare(const smoe_data_prepare_params *p, const smoe_tokenizer *tok, const char *const *paths,
+                              int n_paths, const char *out_path, smoe_data_info *info);
+/* Open a token file (mmap, read-only) and validate all of it: header, size, checksum and
+ * every token id < n_vocab. Bad files fail with SMOE_ERR_FORMAT and a message. */
+smoe_status smoe_data_open(const char *path, smoe_data **out);
+/* Same over a caller-owned buffer that must outlive the handle (tests, fuzzing). */
+smoe_status smoe_data_open_memory(const void *buf, size_t size, smoe_data **out);
+void smoe_data_free(smoe_data *d);
+/* The header of an open token file (all zero for NULL). */
+smoe_data_info smoe_data_get_info(const smoe_data *d);
+/* Batch `step` of a run with `seed`: batch windows of seq_len + 1 tokens, each starting at
+ * a position drawn uniformly from the training range (val false) or the validation range
+ * (val true) by a counter-based RNG of (seed, step, val) (docs/training.md), so the same
+ * arguments always give the same batch and a resumed run needs no saved RNG state.
+ * Window b fills tokens[b*seq_len ..] with its first seq_len tokens and targets[b*seq_len ..]
+ * with its last seq_len (the next token of each). SMOE_ERR_RANGE when the range holds
+ * fewer than seq_len + 1 tokens. */
+smoe_status smoe_data_batch(const smoe_data *d, bool val, uint64_t seed, uint64_t step, int32_t batch,
+                            int32_t seq_len, int32_t *tokens, int32_t *targets);
+
 #ifdef __cplusplus
 }
 #endif
