@@ -107,6 +107,10 @@ test:
 # then linked with tests/fuzz/fuzz_gguf.c into build/fuzz/fuzz_gguf. Unless FUZZ_SECONDS is
 # empty, it then fuzzes for FUZZ_SECONDS seconds on build/fuzz/corpus, seeded from
 # tests/fuzz/corpus. Crash inputs land in build/fuzz/; extra libFuzzer flags in FUZZ_FLAGS.
+# FUZZ_TARGET=data fuzzes the token-file reader instead (tests/fuzz/fuzz_data.c, seeds from
+# tests/fuzz/corpus-data, work corpus build/fuzz/corpus-data).
+FUZZ_TARGET  ?= gguf
+FUZZ_SUFFIX   = $(if $(filter-out gguf,$(FUZZ_TARGET)),-$(FUZZ_TARGET))
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?=
@@ -116,12 +120,12 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith -W
 fuzz:
 	@$(MAKE) --no-print-directory CC=$(FUZZ_CC) BUILD=build/fuzz/lib SAN= \
 	    OPT="-O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build/fuzz/lib/libsmoe.a
-	@mkdir -p build/fuzz/corpus
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) tests/fuzz/fuzz_gguf.c build/fuzz/lib/libsmoe.a \
-	    -o build/fuzz/fuzz_gguf -lm
-	@cp tests/fuzz/corpus/* build/fuzz/corpus/
-	$(if $(FUZZ_SECONDS),build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1 -artifact_prefix=build/fuzz/ $(FUZZ_FLAGS) build/fuzz/corpus)
+	@mkdir -p build/fuzz/corpus$(FUZZ_SUFFIX)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) tests/fuzz/fuzz_$(FUZZ_TARGET).c build/fuzz/lib/libsmoe.a \
+	    -o build/fuzz/fuzz_$(FUZZ_TARGET) -lm
+	@cp tests/fuzz/corpus$(FUZZ_SUFFIX)/* build/fuzz/corpus$(FUZZ_SUFFIX)/
+	$(if $(FUZZ_SECONDS),build/fuzz/fuzz_$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz/ $(FUZZ_FLAGS) build/fuzz/corpus$(FUZZ_SUFFIX))
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.[ch] tools/*.c tools/*.h tools/server/*.[ch] tests/*.[ch]

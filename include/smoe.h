@@ -603,6 +603,8 @@ typedef struct smoe_data_prepare_params {
     uint64_t split_seed;     /* default 0 */
     bool add_bos;            /* BOS before each line (default true) */
     bool add_eos;            /* EOS after each line (default true) */
+    int32_t n_threads;       /* encoding threads; <= 0: smoe_default_threads() (the file
+                                does not depend on it) */
     smoe_train_progress_fn progress; /* NULL = none */
     void *progress_user;
 } smoe_data_prepare_params;

@@ -97,5 +97,55 @@ expect 0 "bench json" -- "$SMOE" bench -m "$T/syn.gguf" -p 16 -n 4 -r 1 -t 1 --j
 has "$T/out" '"test": *"pp16"'; has "$T/out" '"test": *"tg4"'; has "$T/out" '"tokens_per_s"'
 expect 2 "bench without -m" -- "$SMOE" bench -p 8
 
+# tokenizer-train and prepare-data: help, usage errors, bad input, a small end-to-end run
+for c in tokenizer-train prepare-data; do
+    expect 0 "$c --help" -- "$SMOE" "$c" --help; has "$T/out" "usage: smoe $c"
+done
+W=(alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega)
+for i in $(seq 1 400); do
+    echo "${W[i % 11]} ${W[(i * 7) % 11]}, ${W[(i * 3) % 11]}s and ${W[(i / 5) % 11]}ing: $((i % 97))."
+done >"$T/corpus.txt"
+printf '\n\r\n\n' >"$T/empty.txt"
+expect 2 "tokenizer-train without -o" -- "$SMOE" tokenizer-train --vocab 300 "$T/corpus.txt"; has "$T/err" "missing -o"
+expect 2 "tokenizer-train without corpus" -- "$SMOE" tokenizer-train -o "$T/tok.gguf"; has "$T/err" "missing CORPUS"
+expect 2 "tokenizer-train bad --vocab" -- "$SMOE" tokenizer-train --vocab 100 -o "$T/tok.gguf" "$T/corpus.txt"
+has "$T/err" "invalid value for --vocab"
+expect 2 "tokenizer-train bad --coverage" -- "$SMOE" tokenizer-train --coverage 2 -o "$T/tok.gguf" "$T/corpus.txt"
+expect 2 "tokenizer-train unknown option" -- "$SMOE" tokenizer-train --bogus -o "$T/tok.gguf" "$T/corpus.txt"
+has "$T/err" "unknown option"
+expect 1 "tokenizer-train empty corpus" -- "$SMOE" tokenizer-train -q -o "$T/tok.gguf" "$T/empty.txt"; has "$T/err" "no text"
+expect 1 "tokenizer-train missing corpus" -- "$SMOE" tokenizer-train -q -o "$T/tok.gguf" "$T/none.txt"
+has "$T/err" "cannot open"
+expect 1 "tokenizer-train vocab too large" -- "$SMOE" tokenizer-train -q --vocab 100000 -o "$T/tok.gguf" "$T/corpus.txt"
+has "$T/err" "largest vocabulary it supports"
+if [ ! -e "$T/tok.gguf" ]; then ok; else bad "a failed tokenizer-train left an output"; fi
+expect 0 "tokenizer-train" -- "$SMOE" tokenizer-train --vocab 320 -o "$T/tok.gguf" "$T/corpus.txt"
+has "$T/err" "merges -> 320 tokens"
+expect 0 "tokenizer-train again" -- "$SMOE" tokenizer-train -q --vocab 320 -o "$T/tok2.gguf" "$T/corpus.txt"
+if cmp -s "$T/tok.gguf" "$T/tok2.gguf"; then ok; else bad "tokenizer-train is not deterministic"; fi
+expect 0 "info of a trained tokenizer" -- "$SMOE" info "$T/tok.gguf"
+has "$T/out" 'tokenizer.ggml.model *"llama"'; has "$T/out" "tokenizer.ggml.tokens *\[str x 320\]"
+expect 0 "tokenize with a trained tokenizer" -- "$SMOE" tokenize -m "$T/tok.gguf" -p "alpha betas" --pieces
+has "$T/out" "▁alpha"
+expect 2 "prepare-data without --tokenizer" -- "$SMOE" prepare-data -o "$T/d.bin" "$T/corpus.txt"
+has "$T/err" "missing --tokenizer"
+expect 2 "prepare-data without -o" -- "$SMOE" prepare-data --tokenizer "$T/tok.gguf" "$T/corpus.txt"
+expect 2 "prepare-data without corpus" -- "$SMOE" prepare-data --tokenizer "$T/tok.gguf" -o "$T/d.bin"
+expect 2 "prepare-data bad --val-fraction" -- "$SMOE" prepare-data --tokenizer "$T/tok.gguf" -o "$T/d.bin" \
+    --val-fraction 1.5 "$T/corpus.txt"
+expect 1 "prepare-data empty corpus" -- "$SMOE" prepare-data -q --tokenizer "$T/tok.gguf" -o "$T/d.bin" "$T/empty.txt"
+has "$T/err" "no text"
+expect 1 "prepare-data missing corpus" -- "$SMOE" prepare-data -q --tokenizer "$T/tok.gguf" -o "$T/d.bin" "$T/none.txt"
+expect 1 "prepare-data bad tokenizer" -- "$SMOE" prepare-data -q --tokenizer "$T/corpus.txt" -o "$T/d.bin" "$T/corpus.txt"
+has "$T/err" "bad magic"
+if [ ! -e "$T/d.bin" ]; then ok; else bad "a failed prepare-data left an output"; fi
+expect 0 "prepare-data" -- "$SMOE" prepare-data --tokenizer "$T/tok.gguf" --val-fraction 0.1 -o "$T/d.bin" "$T/corpus.txt"
+has "$T/err" "train, [0-9]* validation"
+expect 0 "prepare-data 1 thread, stdin" -- bash -c "\"$SMOE\" prepare-data -q -t 1 --tokenizer \"$T/tok.gguf\" \
+    --val-fraction 0.1 -o \"$T/d2.bin\" - <\"$T/corpus.txt\""
+if cmp -s "$T/d.bin" "$T/d2.bin"; then ok; else bad "prepare-data output depends on threads or input path"; fi
+if [ "$(head -c 8 "$T/d.bin")" = SMOETOKS ]; then ok; else bad "token file magic"; fi
+ls "$T" | grep -q '\.tmp' && bad "temporary files left behind" || ok
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -33,5 +33,8 @@ int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* tools/server/ */
+int cmd_tokenizer_train(int argc, char **argv); /* tools/cmd_tokenizer_train.c */
+int cmd_prepare_data(int argc, char **argv);    /* tools/cmd_prepare_data.c */
+int cmd_train(int argc, char **argv);           /* tools/cmd_train.c */
 
 #endif /* SMOE_CLI_H */

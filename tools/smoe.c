@@ -382,6 +382,9 @@ static const char *MAIN_HELP =
     "  synth      write a random-weight Mixtral-layout model (benchmarks, tests)\n"
     "  bench      measure prompt and generation speed, like llama-bench\n"
     "  serve      OpenAI-compatible HTTP server (chat, completions, streaming)\n"
+    "  tokenizer-train  learn a BPE vocabulary (SentencePiece style) from text files\n"
+    "  prepare-data     tokenize a corpus into a token file with a train/validation split\n"
+    "  train            train an MoE model from scratch on a token file\n"
     "\n"
     "'smoe COMMAND --help' describes each command. 'smoe --version' prints the version.\n";
 
@@ -397,6 +400,9 @@ static const struct {
     {"synth", cmd_synth},
     {"bench", cmd_bench},
     {"serve", cmd_serve},
+    {"tokenizer-train", cmd_tokenizer_train},
+    {"prepare-data", cmd_prepare_data},
+    {"train", cmd_train},
 };
 
 int main(int argc, char **argv) {
