@@ -195,6 +195,7 @@ typedef enum smoe_router_kind {
     SMOE_ROUTER_SOFTMAX_TOPK = 1,       /* softmax over all, top-k, no renormalisation */
     SMOE_ROUTER_SOFTMAX_TOPK_NORM = 2,  /* softmax over all, top-k, renormalised */
     SMOE_ROUTER_SIGMOID_BIAS = 3,       /* DeepSeek-V3: sigmoid scores, bias for selection */
+    SMOE_ROUTER_ATTENTION = 4,          /* Yuan 2.0-M32: router "attention" over the experts, then top-k softmax */
     SMOE_ROUTER_KIND_COUNT
 } smoe_router_kind;
 

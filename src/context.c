@@ -49,7 +49,7 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
               (c->h = smoe_alloc_aligned(T * D, sizeof(float))) && (c->xn = smoe_alloc_aligned(T * D, sizeof(float))) &&
               (c->q = smoe_alloc_aligned(T * Dq, sizeof(float))) && (c->att = smoe_alloc_aligned(T * Dq, sizeof(float))) &&
               (c->tmp = smoe_alloc_aligned(T * D, sizeof(float))) &&
-              (c->rlogits = smoe_alloc_aligned(T * E, sizeof(float))) &&
+              (c->rlogits = smoe_alloc_aligned(T * 3 * E, sizeof(float))) && /* 3E: attention router */
               (c->rids = smoe_alloc_aligned(T * K, sizeof(int32_t))) && (c->rw = smoe_alloc_aligned(T * K, sizeof(float))) &&
               (c->ex_tok = smoe_alloc_aligned(T * K, sizeof(int32_t))) &&
               (c->ex_w = smoe_alloc_aligned(T * K, sizeof(float))) &&

@@ -27,9 +27,14 @@
 static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, float *out) {
     const smoe_model_info *inf = &c->model->info;
     const int32_t E = inf->n_expert, K = inf->n_expert_used, D = inf->n_embd;
-    smoe_router_cfg rc = {.kind = inf->router, .n_expert = E, .k = K, .scale = 1.0f};
+    smoe_router_cfg rc = {.kind = inf->router, .n_expert = E, .k = K, .scale = 1.0f, .bias = l->router_bias};
 
-    matmul(c, c->rlogits, c->xn, &l->router, T);                          /* [T][E] */
+    matmul(c, c->rlogits, c->xn, &l->router, T);                          /* [T][E], attention: [T][3E] */
+    if (inf->router == SMOE_ROUTER_ATTENTION)                            /* [T][E] in place, token by token */
+        for (int32_t t = 0; t < T; t++) {
+            smoe_router_attention_logits(c->rlogits + (size_t)t * 3 * E, E, c->rscratch);
+            memcpy(c->rlogits + (size_t)t * E, c->rscratch, sizeof(float) * (size_t)E);
+        }
     smoe_status st = smoe_route(&rc, c->rlogits, T, c->rids, c->rw, c->rscratch); /* [T][K] ids, weights */
     if (st) return st;
     if (c->route_fn) c->route_fn(c->route_user, il, c->n_past, T, K, c->rids, c->rw, c->rlogits, E);

@@ -9,6 +9,7 @@
  * Not here: the forward pass (forward.c), tokenizer (tokenizer.c).
  */
 #include "model.h"
+#include "router.h"
 #include "quant/quant.h"
 
 #include <stdio.h>
@@ -177,7 +178,11 @@ static smoe_status read_config(smoe_model *m) {
     snprintf(full, sizeof full, "%s.rope.scaling.type", a);
     if (smoe_gguf_get_str(g, full, &s, &len) == SMOE_OK && !(len == 4 && memcmp(s, "none", 4) == 0))
         return smoe_err(SMOE_ERR_UNSUPPORTED, "RoPE scaling type '%.*s' is not supported", (int)SMOE_MIN(len, 32), s);
+    /* Mixtral's router unless the file names another (smoe train writes "smoe.router") */
     inf->router = SMOE_ROUTER_TOPK_SOFTMAX;
+    if (smoe_gguf_get_str(g, "smoe.router", &s, &len) == SMOE_OK &&
+        (st = smoe_router_from_name(s, (size_t)len, &inf->router)))
+        return st;
     smoe_err_clear();
     return SMOE_OK;
 }
@@ -222,7 +227,11 @@ static smoe_status load_weights(smoe_model *m) {
             l->exp_gate = m->expert_views + (il * 3 + 0) * E;
             l->exp_up = m->expert_views + (il * 3 + 1) * E;
             l->exp_down = m->expert_views + (il * 3 + 2) * E;
-            if ((st = get_matrix(m, NAME("ffn_gate_inp.weight"), D, E, 0, &l->router, false, NULL)) ||
+            const int64_t R = inf->router == SMOE_ROUTER_ATTENTION ? 3 * E : E;
+            if (inf->router == SMOE_ROUTER_SIGMOID_BIAS && smoe_gguf_find_tensor(m->gguf, NAME("exp_probs_b.bias")) >= 0 &&
+                (st = get_vector(m, name, E, &l->router_bias)))
+                return st;
+            if ((st = get_matrix(m, NAME("ffn_gate_inp.weight"), D, R, 0, &l->router, false, NULL)) ||
                 (st = load_experts(m, il, "gate", D, F, l->exp_gate)) ||
                 (st = load_experts(m, il, "up", D, F, l->exp_up)) ||
                 (st = load_experts(m, il, "down", F, D, l->exp_down)))
@@ -273,7 +282,7 @@ smoe_status smoe_model_load(const char *path, const smoe_model_params *params, s
 void smoe_model_free(smoe_model *m) {
     if (!m) return;
     if (m->layers)
-        for (int il = 0; il < m->info.n_layer; il++) free(m->layers[il].attn_norm), free(m->layers[il].ffn_norm);
+        for (int il = 0; il < m->info.n_layer; il++) free(m->layers[il].attn_norm), free(m->layers[il].ffn_norm), free(m->layers[il].router_bias);
     free(m->layers);
     free(m->expert_views);
     free(m->output_norm);

@@ -33,7 +33,8 @@ typedef struct smoe_layer {
     smoe_tensor wo;               /* (D, H*Dh) */
     float *ffn_norm;              /* [D] f32 copy */
     /* MoE (n_expert > 0) */
-    smoe_tensor router;           /* (E, D) ffn_gate_inp */
+    smoe_tensor router;           /* (E, D) ffn_gate_inp; (3E, D) for the attention router (q, k, v rows) */
+    float *router_bias;           /* [E] selection bias of sigmoid-bias (exp_probs_b), else NULL */
     smoe_tensor *exp_gate;        /* [E] of (F, D)  w1 */
     smoe_tensor *exp_up;          /* [E] of (F, D)  w3 */
     smoe_tensor *exp_down;        /* [E] of (D, F)  w2 */
@@ -68,7 +69,7 @@ struct smoe_ctx {
     float *q;                     /* [T][H*Dh] */
     float *att;                   /* [T][H*Dh] attention output before Wo */
     float *tmp;                   /* [T][D] sublayer output */
-    float *rlogits;               /* [T][E] router logits */
+    float *rlogits;               /* [T][E] router logits ([T][3E] q, k, v of the attention router first) */
     int32_t *rids;                /* [T][K] chosen experts, best first */
     float *rw;                    /* [T][K] their gate weights */
     int32_t *ex_tok;              /* [T*K] token index of each (expert, slot) assignment, grouped */

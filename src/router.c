@@ -6,6 +6,7 @@
 #include "smoe_internal.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Indices of the k largest of v[n] (excluding masked entries), best first. */
 static void top_k(const float *v, const unsigned char *masked, int32_t n, int32_t k, int32_t *out) {
@@ -22,6 +23,38 @@ static void top_k(const float *v, const unsigned char *masked, int32_t n, int32_
     }
 }
 
+void smoe_router_attention_logits(const float *qkv, int32_t E, float *r) {
+    const float *q = qkv, *k = qkv + E, *v = qkv + 2 * E;
+    for (int32_t i = 0; i < E; i++) {
+        double m = -INFINITY, Z = 0, acc = 0;
+        for (int32_t j = 0; j < E; j++) m = fmax(m, (double)q[i] * k[j]);
+        for (int32_t j = 0; j < E; j++) {
+            const double a = exp((double)q[i] * k[j] - m);
+            Z += a;
+            acc += a * v[j];
+        }
+        r[i] = (float)(acc / Z);
+    }
+}
+
+smoe_status smoe_router_from_name(const char *name, size_t len, smoe_router_kind *out) {
+    static const struct {
+        const char *name;
+        smoe_router_kind kind;
+    } NAMES[] = {{"topk", SMOE_ROUTER_TOPK_SOFTMAX},
+                 {"softmax-topk", SMOE_ROUTER_SOFTMAX_TOPK},
+                 {"softmax-topk-norm", SMOE_ROUTER_SOFTMAX_TOPK_NORM},
+                 {"sigmoid-bias", SMOE_ROUTER_SIGMOID_BIAS},
+                 {"attention", SMOE_ROUTER_ATTENTION}};
+    for (size_t i = 0; i < sizeof NAMES / sizeof *NAMES; i++)
+        if (strlen(NAMES[i].name) == len && !memcmp(NAMES[i].name, name, len)) {
+            *out = NAMES[i].kind;
+            return SMOE_OK;
+        }
+    return smoe_err(SMOE_ERR_UNSUPPORTED, "router '%.*s' is not supported (topk, softmax-topk, softmax-topk-norm, "
+                    "sigmoid-bias, attention)", (int)(len < 64 ? len : 64), name);
+}
+
 smoe_status smoe_route(const smoe_router_cfg *cfg, const float *logits, int64_t T, int32_t *ids, float *weights,
                        float *scratch) {
     const int32_t E = cfg->n_expert, K = cfg->k;
@@ -34,7 +67,8 @@ smoe_status smoe_route(const smoe_router_cfg *cfg, const float *logits, int64_t 
         int32_t *id = ids + t * K;
         float *w = weights + t * K;
         switch (cfg->kind) {
-        case SMOE_ROUTER_TOPK_SOFTMAX: {
+        case SMOE_ROUTER_TOPK_SOFTMAX:
+        case SMOE_ROUTER_ATTENTION: {
             top_k(l, NULL, E, K, id);
             float mx = l[id[0]];
             double sum = 0;

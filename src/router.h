@@ -26,7 +26,18 @@ typedef struct smoe_router_cfg {
  *   SOFTMAX_TOPK_NORM  as above, then w = p_S / sum(p_S).
  *   SIGMOID_BIAS       (DeepSeek-V3) s = sigmoid(l); select top-K of s + bias (within the
  *                      kept groups); w = s_S / sum(s_S) * scale.
+ *   ATTENTION          as TOPK_SOFTMAX, on logits from smoe_router_attention_logits.
  * scratch: 2*E floats. Returns SMOE_ERR_INVALID_ARG for a bad configuration. */
+/* Yuan 2.0-M32's attention router for one token: qkv = [q; k; v] (3E values, the router
+ * matmul's output), r_i = sum_j softmax_j(q_i k_j) v_j (no scaling, max-subtracted, in
+ * double) -> r [E], the logits that ATTENTION then routes like TOPK_SOFTMAX. Training
+ * (train/troute.c) uses the same function. */
+void smoe_router_attention_logits(const float *qkv, int32_t E, float *r);
+
+/* The router kind named by the "smoe.router" GGUF key ("topk", "softmax-topk",
+ * "softmax-topk-norm", "sigmoid-bias", "attention"); SMOE_ERR_UNSUPPORTED otherwise. */
+smoe_status smoe_router_from_name(const char *name, size_t len, smoe_router_kind *out);
+
 smoe_status smoe_route(const smoe_router_cfg *cfg, const float *logits, int64_t T, int32_t *ids, float *weights,
                        float *scratch);
 

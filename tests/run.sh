@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run every test program given on the command line, then the CLI checks (tests/cli.sh) and
-# the server checks (tests/serve.sh),
+# Run every test program given on the command line, then the CLI checks (tests/cli.sh), the
+# training checks (tests/train.sh) and the server checks (tests/serve.sh),
 # and print the sum of their "N passed, N failed" lines as the last line. A program that
 # exits non-zero, or prints no summary (a crash), counts as failed.
 set -u
@@ -27,6 +27,10 @@ done
 if [ -f tests/cli.sh ]; then
     out=$(bash tests/cli.sh "${SMOE_BIN:-./smoe}" 2>&1); rc=$?
     tally cli.sh "$rc" "$out"
+fi
+if [ -f tests/train.sh ]; then
+    out=$(bash tests/train.sh "${SMOE_BIN:-./smoe}" 2>&1); rc=$?
+    tally train.sh "$rc" "$out"
 fi
 if [ -f tests/serve.sh ]; then
     out=$(bash tests/serve.sh "${SMOE_BIN:-./smoe}" 2>&1); rc=$?

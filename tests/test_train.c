@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DIR TEST_DATA_DIR "/train-tiny/"
 
@@ -204,7 +205,62 @@ static void test_bad_tokens(void) {
     teardown(&f);
 }
 
+/* Every router: a few training steps, export, load the file for inference and check that
+ * `smoe run`'s model computes the trainer's evaluation loss (inference routing equals the
+ * trainer's eval routing; docs/training.md "Export"). */
+static void test_export_matches_training(void) {
+    static const char *const ROUTERS[] = {"topk", "switch", "softmax-topk", "softmax-topk-norm", "noisy-topk",
+                                          "expert-choice", "attention", "sigmoid-bias"};
+    const char *tok_path = TEST_DATA_DIR "/bpe/kjv-head200-1024.gguf";
+    enum { B = 2, T = 16 };
+    int32_t tokens[B * T + 1];
+    uint64_t s = 7;
+    for (int i = 0; i <= B * T; i++) s = s * 6364136223846793005ull + 1442695040888963407ull, tokens[i] = (int32_t)((s >> 33) % 1024);
+    for (size_t r = 0; r < sizeof ROUTERS / sizeof *ROUTERS; r++) {
+        smoe_train_config c = smoe_train_default_config();
+        c.n_vocab = 1024, c.n_embd = 32, c.n_head = 4, c.n_head_kv = 2, c.n_ff = 48, c.n_expert = 4;
+        c.n_expert_used = 2, c.seq_len = T, c.batch = B, c.steps = 3, c.warmup = 1, c.lr = 1e-2f;
+        snprintf(c.router, sizeof c.router, "%s", ROUTERS[r]);
+        if (!strcmp(ROUTERS[r], "switch")) c.n_expert_used = 1, c.capacity_factor = 1.0f;
+        smoe_trainer *tr = NULL;
+        CHECK_OK(smoe_trainer_init(&c, 2, &tr));
+        if (!tr) continue;
+        for (int i = 0; i < 3; i++) CHECK_OK(smoe_trainer_step(tr, tokens, tokens + 1, NULL));
+        double ce_train = 0;
+        CHECK_OK(smoe_trainer_eval(tr, tokens, tokens + 1, &ce_train));
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/smoe-test-export-%d.gguf", (int)getpid());
+        CHECK_OK(smoe_trainer_export(tr, tok_path, path));
+        smoe_trainer_free(tr);
+        smoe_model *m = NULL;
+        CHECK_OK(smoe_model_load(path, NULL, &m));
+        remove(path);
+        if (!m) continue;
+        smoe_ctx_params cp = smoe_ctx_default_params();
+        cp.n_ctx = T, cp.n_batch = T, cp.n_threads = 1, cp.reference = true;
+        smoe_ctx *ctx = NULL;
+        CHECK_OK(smoe_ctx_init(m, &cp, &ctx));
+        static float logits[T * 1024];
+        double ce = 0;
+        for (int b = 0; ctx && b < B; b++) {
+            smoe_ctx_reset(ctx);
+            CHECK_OK(smoe_ctx_decode(ctx, tokens + b * T, T, logits, true));
+            for (int t = 0; t < T; t++) {
+                const float *l = logits + t * 1024;
+                double mx = -INFINITY, sum = 0;
+                for (int v = 0; v < 1024; v++) mx = fmax(mx, l[v]);
+                for (int v = 0; v < 1024; v++) sum += exp(l[v] - mx);
+                ce += (log(sum) + mx - l[tokens[b * T + t + 1]]) / (B * T);
+            }
+        }
+        CHECK(fabs(ce - ce_train) < 1e-4, "router %s: inference CE %.6f, trainer eval CE %.6f", ROUTERS[r], ce, ce_train);
+        smoe_ctx_free(ctx);
+        smoe_model_free(m);
+    }
+}
+
 int main(void) {
+    test_export_matches_training();
     test_forward_and_grads();
     test_adamw();
     test_thread_invariance();

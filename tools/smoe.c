@@ -354,8 +354,12 @@ int cmd_info(int argc, char **argv) {
         printf("model:       %s, %d layers, embedding %d, heads %d (kv %d, head size %d), ffn %d, vocab %d, ctx %d\n",
                f->arch, f->n_layer, f->n_embd, f->n_head, f->n_head_kv, f->head_dim, f->n_ff, f->n_vocab,
                f->n_ctx_train);
+        static const char *const ROUTER_DESC[SMOE_ROUTER_KIND_COUNT] = {
+            "top-k then softmax", "softmax then top-k", "softmax, top-k, renormalised",
+            "sigmoid with selection bias", "Yuan attention router, top-k then softmax"};
         if (f->n_expert > 0)
-            printf("experts:     %d, %d used per token (router: top-k then softmax)\n", f->n_expert, f->n_expert_used);
+            printf("experts:     %d, %d used per token (router: %s)\n", f->n_expert, f->n_expert_used,
+                   (unsigned)f->router < SMOE_ROUTER_KIND_COUNT ? ROUTER_DESC[f->router] : "?");
         printf("rope:        base %g, %d dims | rms eps %g\n", f->rope_freq_base, f->rope_dim, f->norm_eps);
         printf("parameters:  %.3f M total, %.3f M active per token, %.2f MiB of weights\n", f->n_params / 1e6,
                f->n_params_active / 1e6, f->weight_bytes / 1048576.0);

@@ -394,18 +394,41 @@ smoe_status smoe_trainer_load(const char *path, int32_t n_threads, smoe_trainer 
 
 /* ------------------------------------------------------------------ export */
 
+/* What inference runs for each training router (docs/training.md, "Export"): the name
+ * written as "smoe.router" (NULL: Mixtral's, no key, a standard llama.cpp file) and the
+ * experts per token. Noisy top-k without noise is top-k on its clean rows; Switch without
+ * capacity is softmax-top-1 with the raw probability as gate; expert choice falls back to
+ * each token's top-K of the same softmax (troute's causal rule). */
+static const char *inference_router(const smoe_tconfig *c, int32_t *k) {
+    *k = c->router.k;
+    switch (c->router.kind) {
+    case SMOE_TROUTE_TOPK:
+    case SMOE_TROUTE_NOISY_TOPK: return NULL;
+    case SMOE_TROUTE_SWITCH: *k = 1; return "softmax-topk";
+    case SMOE_TROUTE_SOFTMAX_TOPK:
+    case SMOE_TROUTE_EXPERT_CHOICE: return "softmax-topk";
+    case SMOE_TROUTE_SOFTMAX_TOPK_NORM: return "softmax-topk-norm";
+    case SMOE_TROUTE_SIGMOID_BIAS: return "sigmoid-bias";
+    case SMOE_TROUTE_ATTENTION: return "attention";
+    case SMOE_TROUTE_KIND_COUNT: break;
+    }
+    return NULL;
+}
+
 smoe_status smoe_trainer_export(const smoe_trainer *t, const char *tokenizer_path, const char *path) {
     const smoe_tconfig *c = &t->cfg;
-    if (c->router.kind != SMOE_TROUTE_TOPK)
-        return smoe_err(SMOE_ERR_UNSUPPORTED, "export of a '%s' model is not supported yet (topk only)", t->p.router);
+    const int32_t E = c->router.n_expert;
+    int32_t k_inf;
+    const char *router = inference_router(c, &k_inf);
     smoe_gguf *tok = NULL;
     smoe_status st = smoe_gguf_open(tokenizer_path, &tok);
     if (st) return st;
     smoe_gguf_writer *gw = NULL;
     blob *b = calloc(1, sizeof *b);
-    if (!b) st = smoe_err(SMOE_ERR_NOMEM, "out of memory");
+    smoe_tparam *tab = smoe_alloc_aligned(4 + 10 * SMOE_TLAYER_MAX, sizeof *tab);
+    if (!b || !tab) st = smoe_err(SMOE_ERR_NOMEM, "out of memory");
     if (!st) st = smoe_gguf_writer_init(&gw);
-    int nt = 0;
+    int nt = 0, count = 0;
     if (!st) st = smoe_gguf_writer_set_str(gw, "general.architecture", "llama");
     if (!st) st = smoe_gguf_writer_set_str(gw, "general.name", "smoe-trained");
     if (!st) st = smoe_gguf_writer_set_u32(gw, "llama.context_length", (uint32_t)t->p.seq_len);
@@ -417,10 +440,12 @@ smoe_status smoe_trainer_export(const smoe_trainer *t, const char *tokenizer_pat
     if (!st) st = smoe_gguf_writer_set_u32(gw, "llama.rope.dimension_count", (uint32_t)c->head_dim);
     if (!st) st = smoe_gguf_writer_set_f32(gw, "llama.rope.freq_base", c->rope_base);
     if (!st) st = smoe_gguf_writer_set_f32(gw, "llama.attention.layer_norm_rms_epsilon", c->norm_eps);
-    if (!st) st = smoe_gguf_writer_set_u32(gw, "llama.expert_count", (uint32_t)c->router.n_expert);
-    if (!st) st = smoe_gguf_writer_set_u32(gw, "llama.expert_used_count", (uint32_t)c->router.k);
+    if (!st) st = smoe_gguf_writer_set_u32(gw, "llama.expert_count", (uint32_t)E);
+    if (!st) st = smoe_gguf_writer_set_u32(gw, "llama.expert_used_count", (uint32_t)k_inf);
     if (!st) st = smoe_gguf_writer_set_u32(gw, "llama.vocab_size", (uint32_t)c->n_vocab);
     if (!st) st = smoe_gguf_writer_set_u32(gw, "general.file_type", 0);
+    if (!st && router) st = smoe_gguf_writer_set_str(gw, "smoe.router", router);
+    if (!st) st = smoe_gguf_writer_set_str(gw, "smoe.train.router", t->p.router);
     for (int64_t i = 0; !st && i < smoe_gguf_n_kv(tok); i++)
         if (!strncmp(smoe_gguf_key(tok, i), "tokenizer.", 10)) st = smoe_gguf_writer_copy_kv(gw, tok, i);
     if (!st) {
@@ -429,10 +454,25 @@ smoe_status smoe_trainer_export(const smoe_trainer *t, const char *tokenizer_pat
             st = smoe_err(SMOE_ERR_INVALID_ARG, "tokenizer %s does not have the model's %d tokens", tokenizer_path,
                           c->n_vocab);
     }
-    if (!st) st = add_params(gw, t, b, &nt, t->w);
+    if (!st) smoe_tmodel_layout(c, tab, 4 + 10 * SMOE_TLAYER_MAX, &count);
+    char name[64];
+    for (int i = 0; i < count && !st; i++) {
+        smoe_tparam p = tab[i];
+        if (strstr(p.name, "ffn_gate_inp") && c->router.kind == SMOE_TROUTE_NOISY_TOPK) p.ne[1] = E; /* clean rows */
+        b->data[nt++] = t->w + p.offset;
+        st = smoe_gguf_writer_add_tensor_fill(gw, p.name, SMOE_DTYPE_F32, p.ndim, p.ne, fill_from, b);
+        if (!st && t->bias && strstr(p.name, "ffn_down_exps")) { /* after each layer's experts */
+            const int l = atoi(p.name + 4);
+            const int64_t ne = E;
+            snprintf(name, sizeof name, "blk.%d.exp_probs_b.bias", l);
+            b->data[nt++] = t->bias + (int64_t)l * E;
+            st = smoe_gguf_writer_add_tensor_fill(gw, name, SMOE_DTYPE_F32, 1, &ne, fill_from, b);
+        }
+    }
     if (!st) st = smoe_gguf_writer_write(gw, path);
     smoe_gguf_writer_free(gw);
     smoe_gguf_free(tok);
+    smoe_free_aligned(tab);
     free(b);
     return st ? smoe_err_prefix(st, "exporting %s: ", path) : SMOE_OK;
 }

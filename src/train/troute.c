@@ -25,6 +25,7 @@
  */
 #include "train/troute.h"
 
+#include "router.h"
 #include "smoe_internal.h"
 
 #include <math.h>
@@ -212,23 +213,6 @@ static void normal_pair(uint64_t *rng, double *a, double *b) {
     *b = r * sin(TWO_PI * u2);
 }
 
-/* Yuan 2.0-M32 attention router for one token: q, k, v = z[0:E], z[E:2E], z[2E:3E];
- * r_i = sum_j softmax_j(q_i k_j) v_j, no 1/sqrt scaling, max-subtracted (scores reach the
- * hundreds: docs/yuan-router.md). */
-static void attention_forward(const float *zt, int32_t E, float *r) {
-    const float *q = zt, *k = zt + E, *v = zt + 2 * E;
-    for (int32_t i = 0; i < E; i++) {
-        double m = -INFINITY, Z = 0, acc = 0;
-        for (int32_t j = 0; j < E; j++) m = fmax(m, (double)q[i] * k[j]);
-        for (int32_t j = 0; j < E; j++) {
-            double a = exp((double)q[i] * k[j] - m);
-            Z += a;
-            acc += a * v[j];
-        }
-        r[i] = (float)(acc / Z);
-    }
-}
-
 /* ---- forward ---- */
 
 /* One token of a token-choice router: the K experts best first (ids and sel) and their gate
@@ -294,7 +278,7 @@ smoe_status smoe_troute_forward(const smoe_troute_cfg *cfg, int64_t n, const flo
         const float *zt = z + t * R;
         float *lt = lg + t * E;
         if (cfg->kind == SMOE_TROUTE_ATTENTION) {
-            attention_forward(zt, E, lt);
+            smoe_router_attention_logits(zt, E, lt);
         } else if (cfg->kind == SMOE_TROUTE_NOISY_TOPK) {
             /* Shazeer Eq. 4: H = clean + N(0,1) softplus(noise logits) */
             for (int32_t i = 0; i < E; i++) lt[i] = (float)(zt[i] + (double)eps[t * E + i] * softplus(zt[E + i]));
