@@ -61,7 +61,7 @@ static bool setup(fixture *f, int threads) {
     smoe_tmodel_views(&f->cfg, f->g, &f->G);
     CHECK_OK(smoe_tmodel_read_gguf(gg, &f->cfg, f->w));
     smoe_gguf_free(gg);
-    CHECK_OK(smoe_tacts_init(&f->acts, &f->cfg, 2, 32));
+    CHECK_OK(smoe_tacts_init(&f->acts, &f->cfg, 2, 32, threads));
     CHECK_OK(smoe_pool_init(threads, &f->pool));
     return f->pool != NULL;
 }

@@ -20,7 +20,7 @@ static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 /* Gradients of the MoE block of layer l, given dy [N][D] of its output: adds to the
  * expert and router weights' gradients and writes dx [N][D] (of its input xn2). */
 static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlayer *lg, smoe_tacts *a, int l,
-                         smoe_pool *pool, const float *dy, float *dx) {
+                         const tops_ctx *X, const float *dy, float *dx) {
     const int64_t N = a->N, D = c->n_embd, F = c->n_ff, S = a->S, R = smoe_troute_width(&c->router);
     const int32_t E = c->router.n_expert;
     const float *x = a->xn2 + l * N * D, *z = a->rz + l * N * R;
@@ -46,19 +46,19 @@ static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlay
         if (m == 0) continue;
         float *ga = a->ga + o * F, *dg = a->dg + o * F, *du = a->du + o * F, *dyo = a->dyo + o * D;
         const float *xg = a->xg + o * D;
-        tops_matmul_bwd_w(pool, lg->exp_down + e * D * F, dyo, ga, m, F, D);  /* d down */
+        tops_matmul_bwd_w(X, lg->exp_down + e * D * F, dyo, ga, m, F, D);  /* d down */
         memset(dg, 0, sizeof(float) * (size_t)(m * F));
-        tops_matmul_bwd_x(pool, dg, dyo, lw->exp_down + e * D * F, m, F, D);  /* d(silu(g) u) [m][F] */
+        tops_matmul_bwd_x(X, dg, dyo, lw->exp_down + e * D * F, m, F, D);  /* d(silu(g) u) [m][F] */
         for (int64_t i = 0; i < m * F; i++) {                                 /* SwiGLU */
             const float gi = eg[o * F + i], ui = eu[o * F + i], s = sigm(gi), da = dg[i];
             du[i] = da * gi * s;
             dg[i] = da * ui * s * (1.0f + gi * (1.0f - s));
         }
-        tops_matmul_bwd_w(pool, lg->exp_gate + e * F * D, dg, xg, m, D, F);   /* d gate */
-        tops_matmul_bwd_w(pool, lg->exp_up + e * F * D, du, xg, m, D, F);     /* d up */
+        tops_matmul_bwd_w(X, lg->exp_gate + e * F * D, dg, xg, m, D, F);   /* d gate */
+        tops_matmul_bwd_w(X, lg->exp_up + e * F * D, du, xg, m, D, F);     /* d up */
         memset(dyo, 0, sizeof(float) * (size_t)(m * D));                     /* d xg [m][D], in dyo's place */
-        tops_matmul_bwd_x(pool, dyo, dg, lw->exp_gate + e * F * D, m, D, F);
-        tops_matmul_bwd_x(pool, dyo, du, lw->exp_up + e * F * D, m, D, F);
+        tops_matmul_bwd_x(X, dyo, dg, lw->exp_gate + e * F * D, m, D, F);
+        tops_matmul_bwd_x(X, dyo, du, lw->exp_up + e * F * D, m, D, F);
     }
     memset(dx, 0, sizeof(float) * (size_t)(N * D));
     for (int32_t i = 0; i < ex_off[E]; i++) {                                 /* scatter back to the tokens */
@@ -67,8 +67,8 @@ static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlay
     }
     smoe_troute_backward(&c->router, N, z, ids, state, a->dgw,                /* [N][R] */
                          c->router.aux_style == SMOE_AUX_HF ? a->hf_F : NULL, a->drz);
-    tops_matmul_bwd_w(pool, lg->router, a->drz, x, N, D, R);                  /* d router */
-    tops_matmul_bwd_x(pool, dx, a->drz, lw->router, N, D, R);
+    tops_matmul_bwd_w(X, lg->router, a->drz, x, N, D, R);                  /* d router */
+    tops_matmul_bwd_x(X, dx, a->drz, lw->router, N, D, R);
 }
 
 void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights *g, smoe_tacts *a, smoe_pool *pool,
@@ -76,6 +76,9 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
     const int32_t B = a->B, T = a->T, H = c->n_head, Hkv = c->n_head_kv, Dh = c->head_dim, L = c->n_layer;
     const int64_t N = a->N, D = c->n_embd, V = c->n_vocab, Dq = (int64_t)H * Dh, Dkv = (int64_t)Hkv * Dh;
     float *dh = a->dh, *dx = a->dx;
+    const tops_ctx Xs = {pool, a->ws, a->ws_bytes, a->ws1, a->ws1_bytes, a->attn_scratch, (size_t)a->T * (size_t)a->T},
+                   *X = &Xs;
+    SMOE_ASSERT(smoe_pool_size(pool) <= a->ws_threads);
 
     /* CE = mean_n -log p[n][target]: dlogits = (p - onehot) / N, in place of p */
     const float invN = 1.0f / (float)N;
@@ -84,9 +87,9 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
         p[targets[n]] -= 1.0f;
         for (int64_t v = 0; v < V; v++) p[v] *= invN;
     }
-    tops_matmul_bwd_w(pool, g->output, a->logits, a->xf, N, D, V);            /* d output */
+    tops_matmul_bwd_w(X, g->output, a->logits, a->xf, N, D, V);            /* d output */
     memset(dx, 0, sizeof(float) * (size_t)(N * D));
-    tops_matmul_bwd_x(pool, dx, a->logits, w->output, N, D, V);               /* d xf */
+    tops_matmul_bwd_x(X, dx, a->logits, w->output, N, D, V);               /* d xf */
     memset(dh, 0, sizeof(float) * (size_t)(N * D));
     tops_rmsnorm_bwd(dh, g->output_norm, dx, a->h + (int64_t)L * N * D, a->rsf, w->output_norm, N, D);
 
@@ -98,27 +101,27 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
         const float *v = a->v + l * N * Dkv, *ao = a->ao + l * N * Dq;
 
         /* h_out = hm + moe(RMSNorm(hm)): dh stays (residual) and gains the MoE path */
-        moe_backward(c, lw, lg, a, l, pool, dh, dx);                           /* d xn2 */
+        moe_backward(c, lw, lg, a, l, X, dh, dx);                           /* d xn2 */
         tops_rmsnorm_bwd(dh, lg->ffn_norm, dx, hm, a->rs2 + l * N, lw->ffn_norm, N, D);
 
         /* hm = h + Wo attn: dh stays and gains the attention path */
-        tops_matmul_bwd_w(pool, lg->wo, dh, ao, N, Dq, D);                     /* d wo */
+        tops_matmul_bwd_w(X, lg->wo, dh, ao, N, Dq, D);                     /* d wo */
         memset(a->dbuf, 0, sizeof(float) * (size_t)(N * Dq));
-        tops_matmul_bwd_x(pool, a->dbuf, dh, lw->wo, N, Dq, D);                /* d ao [N][H*Dh] */
+        tops_matmul_bwd_x(X, a->dbuf, dh, lw->wo, N, Dq, D);                /* d ao [N][H*Dh] */
         memset(a->dq, 0, sizeof(float) * (size_t)(N * Dq));
         memset(a->dk, 0, sizeof(float) * (size_t)(N * Dkv));
         memset(a->dv, 0, sizeof(float) * (size_t)(N * Dkv));
-        tops_attention_bwd(pool, a->dq, a->dk, a->dv, a->dbuf, a->att + (int64_t)l * B * H * T * T, q, k, v, B, T, H,
+        tops_attention_bwd(X, a->dq, a->dk, a->dv, a->dbuf, a->att + (int64_t)l * B * H * T * T, q, k, v, B, T, H,
                            Hkv, Dh);
         tops_rope(a->dq, a->rope, N, T, H, Dh, true);                          /* rotations are orthogonal */
         tops_rope(a->dk, a->rope, N, T, Hkv, Dh, true);
-        tops_matmul_bwd_w(pool, lg->wq, a->dq, xn1, N, D, Dq);
-        tops_matmul_bwd_w(pool, lg->wk, a->dk, xn1, N, D, Dkv);
-        tops_matmul_bwd_w(pool, lg->wv, a->dv, xn1, N, D, Dkv);
+        tops_matmul_bwd_w(X, lg->wq, a->dq, xn1, N, D, Dq);
+        tops_matmul_bwd_w(X, lg->wk, a->dk, xn1, N, D, Dkv);
+        tops_matmul_bwd_w(X, lg->wv, a->dv, xn1, N, D, Dkv);
         memset(dx, 0, sizeof(float) * (size_t)(N * D));
-        tops_matmul_bwd_x(pool, dx, a->dq, lw->wq, N, D, Dq);                  /* d xn1 */
-        tops_matmul_bwd_x(pool, dx, a->dk, lw->wk, N, D, Dkv);
-        tops_matmul_bwd_x(pool, dx, a->dv, lw->wv, N, D, Dkv);
+        tops_matmul_bwd_x(X, dx, a->dq, lw->wq, N, D, Dq);                  /* d xn1 */
+        tops_matmul_bwd_x(X, dx, a->dk, lw->wk, N, D, Dkv);
+        tops_matmul_bwd_x(X, dx, a->dv, lw->wv, N, D, Dkv);
         tops_rmsnorm_bwd(dh, lg->attn_norm, dx, h, a->rs1 + l * N, lw->attn_norm, N, D);
     }
     for (int64_t n = 0; n < N; n++) {                                          /* d token_embd rows */

@@ -34,7 +34,7 @@ static void group_by_expert(const int32_t *ids, int64_t NS, int32_t E, int32_t *
 static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* out[N][D] = sum over each token's assignments of w * down(silu(gate x) * up x) */
-static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tacts *a, int l, smoe_pool *pool,
+static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tacts *a, int l, const tops_ctx *X,
                                const float *bias, uint64_t *rng, float *out) {
     const int64_t N = a->N, D = c->n_embd, F = c->n_ff, S = a->S, R = smoe_troute_width(&c->router);
     const int32_t E = c->router.n_expert;
@@ -44,7 +44,7 @@ static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smo
     float *gw = a->gw + l * N * S, *state = a->rstate + (size_t)l * a->state_floats;
     float *eg = a->eg + l * N * S * F, *eu = a->eu + l * N * S * F, *eo = a->eo + l * N * S * D;
 
-    tops_matmul(pool, z, x, lw->router, N, D, R);                                        /* [N][R] */
+    tops_matmul(X, z, x, lw->router, N, D, R);                                        /* [N][R] */
     smoe_status st = smoe_troute_forward(&c->router, N, z, bias, rng, ids, gw, state, &a->rstats[l]); /* [N][S] */
     if (st) return st;
     group_by_expert(ids, N * S, E, ex_off, ex_slot);
@@ -53,10 +53,10 @@ static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smo
     for (int32_t e = 0; e < E; e++) {
         const int64_t o = ex_off[e], m = ex_off[e + 1] - o;
         if (m == 0) continue;
-        tops_matmul(pool, eg + o * F, a->xg + o * D, lw->exp_gate + e * F * D, m, D, F); /* [m][F] */
-        tops_matmul(pool, eu + o * F, a->xg + o * D, lw->exp_up + e * F * D, m, D, F);   /* [m][F] */
+        tops_matmul(X, eg + o * F, a->xg + o * D, lw->exp_gate + e * F * D, m, D, F); /* [m][F] */
+        tops_matmul(X, eu + o * F, a->xg + o * D, lw->exp_up + e * F * D, m, D, F);   /* [m][F] */
         for (int64_t i = o * F; i < (o + m) * F; i++) a->ga[i] = silu(eg[i]) * eu[i];    /* [m][F] */
-        tops_matmul(pool, eo + o * D, a->ga + o * F, lw->exp_down + e * D * F, m, F, D); /* [m][D] */
+        tops_matmul(X, eo + o * D, a->ga + o * F, lw->exp_down + e * D * F, m, F, D); /* [m][D] */
     }
     memset(out, 0, sizeof(float) * (size_t)(N * D));                                     /* out[n] += w * eo */
     for (int32_t i = 0; i < ex_off[E]; i++) {
@@ -73,6 +73,9 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
     const int32_t B = a->B, T = a->T, H = c->n_head, Hkv = c->n_head_kv, Dh = c->head_dim, L = c->n_layer;
     const int64_t N = a->N, D = c->n_embd, V = c->n_vocab, Dq = (int64_t)H * Dh, Dkv = (int64_t)Hkv * Dh;
     const int32_t E = c->router.n_expert;
+    const tops_ctx Xs = {pool, a->ws, a->ws_bytes, a->ws1, a->ws1_bytes, a->attn_scratch, (size_t)a->T * (size_t)a->T},
+                   *X = &Xs;
+    SMOE_ASSERT(smoe_pool_size(pool) <= a->ws_threads);
     for (int64_t n = 0; n < N; n++)
         if (tokens[n] < 0 || tokens[n] >= V || (targets && (targets[n] < 0 || targets[n] >= V)))
             return smoe_err(SMOE_ERR_INVALID_ARG, "token id out of range [0, %lld) at position %lld", (long long)V,
@@ -92,18 +95,18 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
 
         /* attention */
         tops_rmsnorm(xn1, a->rs1 + l * N, h, lw->attn_norm, N, D, c->norm_eps);          /* [N][D] */
-        tops_matmul(pool, q, xn1, lw->wq, N, D, Dq);                                      /* [N][H*Dh] */
-        tops_matmul(pool, k, xn1, lw->wk, N, D, Dkv);                                     /* [N][Hkv*Dh] */
-        tops_matmul(pool, v, xn1, lw->wv, N, D, Dkv);                                     /* [N][Hkv*Dh] */
+        tops_matmul(X, q, xn1, lw->wq, N, D, Dq);                                      /* [N][H*Dh] */
+        tops_matmul(X, k, xn1, lw->wk, N, D, Dkv);                                     /* [N][Hkv*Dh] */
+        tops_matmul(X, v, xn1, lw->wv, N, D, Dkv);                                     /* [N][Hkv*Dh] */
         tops_rope(q, a->rope, N, T, H, Dh, false);
         tops_rope(k, a->rope, N, T, Hkv, Dh, false);
-        tops_attention(pool, ao, a->att + (int64_t)l * B * H * T * T, q, k, v, B, T, H, Hkv, Dh); /* [N][H*Dh] */
-        tops_matmul(pool, tmp, ao, lw->wo, N, Dq, D);                                     /* [N][D] */
+        tops_attention(X, ao, a->att + (int64_t)l * B * H * T * T, q, k, v, B, T, H, Hkv, Dh); /* [N][H*Dh] */
+        tops_matmul(X, tmp, ao, lw->wo, N, Dq, D);                                     /* [N][D] */
         for (int64_t i = 0; i < N * D; i++) hm[i] = h[i] + tmp[i];                       /* h += attn */
 
         /* mixture of experts */
         tops_rmsnorm(xn2, a->rs2 + l * N, hm, lw->ffn_norm, N, D, c->norm_eps);          /* [N][D] */
-        smoe_status st = moe_forward(c, lw, a, l, pool, bias ? bias + (int64_t)l * E : NULL, rng, tmp); /* [N][D] */
+        smoe_status st = moe_forward(c, lw, a, l, X, bias ? bias + (int64_t)l * E : NULL, rng, tmp); /* [N][D] */
         if (st) return st;
         for (int64_t i = 0; i < N * D; i++) hn[i] = hm[i] + tmp[i];                      /* h += moe */
         aux += a->rstats[l].aux;
@@ -116,8 +119,8 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
     }
 
     tops_rmsnorm(a->xf, a->rsf, a->h + (int64_t)L * N * D, w->output_norm, N, D, c->norm_eps); /* [N][D] */
-    tops_matmul(pool, a->logits, a->xf, w->output, N, D, V);                              /* [N][V] */
-    if (ce) *ce = targets ? tops_cross_entropy(pool, a->logits, targets, N, V) : 0.0;     /* logits -> probs */
+    tops_matmul(X, a->logits, a->xf, w->output, N, D, V);                              /* [N][V] */
+    if (ce) *ce = targets ? tops_cross_entropy(X, a->logits, targets, N, V) : 0.0;     /* logits -> probs */
     if (aux_total) *aux_total = aux;
     if (z_total) *z_total = zl;
     return SMOE_OK;

@@ -3,6 +3,7 @@
  * Mixtral-style "llama" file), its views, and the activation buffers of one batch.
  */
 #include "train/tmodel.h"
+#include "train/tgemm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,9 +95,10 @@ void smoe_tmodel_views(const smoe_tconfig *c, float *base, smoe_tweights *w) {
         bytes += sizeof *a->field * n_;                                           \
     } while (0)
 
-smoe_status smoe_tacts_init(smoe_tacts *a, const smoe_tconfig *c, int32_t B, int32_t T) {
+smoe_status smoe_tacts_init(smoe_tacts *a, const smoe_tconfig *c, int32_t B, int32_t T, int n_threads) {
     memset(a, 0, sizeof *a);
     if (B < 1 || T < 1 || T > 4096) return smoe_err(SMOE_ERR_INVALID_ARG, "batch %d and sequence %d out of range", B, T);
+    if (n_threads < 1 || n_threads > 1024) return smoe_err(SMOE_ERR_INVALID_ARG, "thread count %d out of range", n_threads);
     const int64_t N = (int64_t)B * T, L = c->n_layer, D = c->n_embd, V = c->n_vocab, F = c->n_ff,
                   Dq = (int64_t)c->n_head * c->head_dim, Dkv = (int64_t)c->n_head_kv * c->head_dim,
                   E = c->router.n_expert, R = smoe_troute_width(&c->router), S = smoe_troute_slots(&c->router);
@@ -141,6 +143,12 @@ smoe_status smoe_tacts_init(smoe_tacts *a, const smoe_tconfig *c, int32_t B, int
     ALLOC(dyo, N * S * D);
     ALLOC(rope, (int64_t)T * c->head_dim);
     ALLOC(hf_F, E);
+    a->ws_bytes = tgemm_ws_bytes_max(n_threads);
+    a->ws_threads = n_threads;
+    if (!(a->ws = smoe_alloc_aligned(a->ws_bytes, 1))) goto oom;
+    a->ws1_bytes = (tgemm_ws_bytes_max(1) + 63) / 64 * 64;
+    if (!(a->ws1 = smoe_alloc_aligned((size_t)n_threads, a->ws1_bytes))) goto oom;
+    ALLOC(attn_scratch, (int64_t)n_threads * T * T);
     (void)bytes;
     return SMOE_OK;
 oom:
@@ -152,7 +160,7 @@ void smoe_tacts_free(smoe_tacts *a) {
     void *bufs[] = {a->h,   a->xn1, a->rs1, a->q,      a->k,   a->v,  a->att, a->ao,  a->hm,  a->xn2,  a->rs2,
                     a->rz,  a->rstate, a->ids, a->gw, a->ex_off, a->ex_slot, a->eg, a->eu, a->eo, a->xf, a->rsf,
                     a->logits, a->dh, a->dx, a->dbuf, a->dq, a->dk, a->dv, a->dgw, a->drz, a->xg, a->ga, a->dg,
-                    a->du, a->dyo, a->rope, a->hf_F};
+                    a->du, a->dyo, a->rope, a->hf_F, a->ws, a->ws1, a->attn_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) smoe_free_aligned(bufs[i]);
     memset(a, 0, sizeof *a);
 }

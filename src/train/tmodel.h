@@ -109,6 +109,12 @@ typedef struct smoe_tacts {
     float *dyo;            /* [N*S][D] */
     float *rope;           /* [T][Dh/2][2] cos, sin */
     float *hf_F;           /* [E] pooled F of the HF aux loss */
+    void *ws;              /* GEMM workspace (train/tgemm.h) for up to ws_threads threads */
+    size_t ws_bytes;
+    int ws_threads;
+    void *ws1;             /* [ws_threads][ws1_bytes] single-thread GEMM workspaces */
+    size_t ws1_bytes;
+    float *attn_scratch;   /* [ws_threads][T*T] */
 } smoe_tacts;
 
 /* The parameter table in GGUF order; *count entries (at most cap). Returns the total
@@ -124,7 +130,8 @@ smoe_status smoe_tconfig_from_gguf(const smoe_gguf *g, smoe_tconfig *c);
 /* Copy every parameter of the layout from F32 tensors of g (names and shapes checked). */
 smoe_status smoe_tmodel_read_gguf(const smoe_gguf *g, const smoe_tconfig *c, float *base);
 
-smoe_status smoe_tacts_init(smoe_tacts *a, const smoe_tconfig *cfg, int32_t B, int32_t T);
+/* Buffers for a B x T batch, run on pools of up to n_threads threads. */
+smoe_status smoe_tacts_init(smoe_tacts *a, const smoe_tconfig *cfg, int32_t B, int32_t T, int n_threads);
 void smoe_tacts_free(smoe_tacts *a);
 
 /* Forward over tokens [B][T] with targets [B][T]: fills acts and returns the mean

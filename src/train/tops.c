@@ -1,10 +1,11 @@
 /*
- * tops.c - training operations (see tops.h). Plain C that the compiler vectorises:
- * inner loops are axpy-style (no float reductions) except the dot products of the
- * forward matmul and of attention, which keep a fixed order. Threads split the rows of
- * the output a function writes, so no two threads add into the same element.
+ * tops.c - training operations (see tops.h). The matmuls go through the GEMM of
+ * tgemm.h; the rest is plain C that the compiler vectorises, in a fixed order. Threads
+ * split the rows of the output a function writes, so no two threads add into the same
+ * element.
  */
 #include "train/tops.h"
+#include "train/tgemm.h"
 #include "smoe_internal.h"
 
 #include <math.h>
@@ -12,84 +13,18 @@
 
 /* ------------------------------------------------------------------ matmuls */
 
-typedef struct mm_task {
-    float *y;
-    const float *a, *b;
-    int64_t N, I, O;
-} mm_task;
-
-/* 8 accumulators of one dot product, summed pairwise at the end: a fixed order that
- * the compiler turns into one vector accumulator chain per lane group. */
-static inline float dot(const float *restrict x, const float *restrict y, int64_t n) {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += x[i + j] * y[i + j];
-    for (; i < n; i++) acc[0] += x[i] * y[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+/* The three products of a linear layer through the GEMM of tgemm.h: each output is one
+ * fmaf chain in k order, whatever the blocking and the thread count. */
+void tops_matmul(const tops_ctx *x, float *y, const float *in, const float *W, int64_t N, int64_t I, int64_t O) {
+    tgemm(x->pool, x->ws, x->ws_bytes, false, N, O, I, in, I, false, W, I, true, y, O);
 }
 
-static inline void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+void tops_matmul_bwd_x(const tops_ctx *x, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O) {
+    tgemm(x->pool, x->ws, x->ws_bytes, true, N, I, O, dy, O, false, W, I, false, dx, I);
 }
 
-/* y = x W^T: thread ith computes columns [o0, o1) of y for all rows, 64 weight rows at a
- * time so that they stay in L1/L2 while every token passes. */
-static void mm_fwd_kernel(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
-    int64_t o0, o1;
-    smoe_split(t->O, ith, nth, &o0, &o1);
-    for (int64_t ob = o0; ob < o1; ob += 64) {
-        const int64_t oe = SMOE_MIN(ob + 64, o1);
-        for (int64_t n = 0; n < t->N; n++) {
-            const float *x = t->a + n * t->I;
-            float *y = t->y + n * t->O;
-            for (int64_t o = ob; o < oe; o++) y[o] = dot(x, t->b + o * t->I, t->I);
-        }
-    }
-}
-
-void tops_matmul(smoe_pool *p, float *y, const float *x, const float *W, int64_t N, int64_t I, int64_t O) {
-    mm_task t = {y, x, W, N, I, O};
-    smoe_pool_run(p, mm_fwd_kernel, &t);
-}
-
-/* dx[n] += sum_o dy[n][o] W[o]: threads split the tokens. */
-static void mm_bwd_x_kernel(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
-    int64_t n0, n1;
-    smoe_split(t->N, ith, nth, &n0, &n1);
-    for (int64_t n = n0; n < n1; n++) {
-        const float *dy = t->a + n * t->O;
-        float *dx = t->y + n * t->I;
-        for (int64_t o = 0; o < t->O; o++)
-            if (dy[o] != 0.0f) axpy(dx, dy[o], t->b + o * t->I, t->I);
-    }
-}
-
-void tops_matmul_bwd_x(smoe_pool *p, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O) {
-    mm_task t = {dx, dy, W, N, I, O};
-    smoe_pool_run(p, mm_bwd_x_kernel, &t);
-}
-
-/* dW[o] += sum_n dy[n][o] x[n]: threads split the rows of dW. */
-static void mm_bwd_w_kernel(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
-    int64_t o0, o1;
-    smoe_split(t->O, ith, nth, &o0, &o1);
-    for (int64_t ob = o0; ob < o1; ob += 16) {
-        const int64_t oe = SMOE_MIN(ob + 16, o1);
-        for (int64_t n = 0; n < t->N; n++) {
-            const float *dy = t->a + n * t->O, *x = t->b + n * t->I;
-            for (int64_t o = ob; o < oe; o++)
-                if (dy[o] != 0.0f) axpy(t->y + o * t->I, dy[o], x, t->I);
-        }
-    }
-}
-
-void tops_matmul_bwd_w(smoe_pool *p, float *dW, const float *dy, const float *x, int64_t N, int64_t I, int64_t O) {
-    mm_task t = {dW, dy, x, N, I, O};
-    smoe_pool_run(p, mm_bwd_w_kernel, &t);
+void tops_matmul_bwd_w(const tops_ctx *x, float *dW, const float *dy, const float *in, int64_t N, int64_t I, int64_t O) {
+    tgemm(x->pool, x->ws, x->ws_bytes, true, O, I, N, dy, O, true, in, I, false, dW, I);
 }
 
 /* ------------------------------------------------------------------ RMSNorm */
@@ -151,90 +86,94 @@ void tops_rope(float *x, const float *table, int64_t N, int32_t T, int32_t nh, i
 /* ------------------------------------------------------------------ attention */
 
 typedef struct attn_task {
+    const tops_ctx *ctx;
     float *out, *P, *dq, *dk, *dv;
     const float *dout, *Pc, *q, *k, *v;
     int32_t B, T, H, Hkv, Dh;
 } attn_task;
 
-/* One work item = (sequence b, kv head g): its group of query heads, so that in the
- * backward pass only this item adds into dk and dv of head g. */
+/* One work item = (sequence b, kv head g) with its group of query heads, so that in the
+ * backward pass only this item adds into dk and dv of head g; each item runs its matrix
+ * products on its own thread (tgemm without a pool, the thread's workspace). The full
+ * T x T score matrix is computed and the future masked to probability 0, which the
+ * products then skip exactly (fma(0, v, s) = s). */
+#define ATTN_ITEM_SETUP                                                                          \
+    const int64_t b = w / Hkv, g = w % Hkv, ldq = (int64_t)H * Dh, ldk = (int64_t)Hkv * Dh;    \
+    const float *K = a->k + b * T * ldk + g * Dh, *V = a->v + b * T * ldk + g * Dh;            \
+    void *ws = (char *)x->ws1 + (size_t)ith * x->ws1_bytes
+
 static void attn_fwd_kernel(void *arg, int ith, int nth) {
     const attn_task *a = arg;
+    const tops_ctx *x = a->ctx;
     const int32_t T = a->T, H = a->H, Hkv = a->Hkv, Dh = a->Dh, group = H / Hkv;
     const float scale = 1.0f / sqrtf((float)Dh);
     for (int64_t w = ith; w < (int64_t)a->B * Hkv; w += nth) {
-        const int64_t b = w / Hkv, g = w % Hkv;
+        ATTN_ITEM_SETUP;
         for (int32_t hh = 0; hh < group; hh++) {
             const int64_t h = g * group + hh;
-            for (int32_t t = 0; t < T; t++) {
-                const int64_t n = b * T + t;
-                const float *q = a->q + (n * H + h) * Dh;
-                float *P = a->P + (((b * H + h) * T) + t) * (int64_t)T;
-                float mx = -INFINITY;
-                for (int32_t s = 0; s <= t; s++) {
-                    P[s] = dot(q, a->k + ((b * T + s) * Hkv + g) * Dh, Dh) * scale;
-                    mx = P[s] > mx ? P[s] : mx;
-                }
+            const float *Q = a->q + b * T * ldq + h * Dh;
+            float *P = a->P + (b * H + h) * (int64_t)T * T;
+            tgemm(NULL, ws, x->ws1_bytes, false, T, T, Dh, Q, ldq, false, K, ldk, true, P, T); /* S = Q K^T */
+            for (int32_t t = 0; t < T; t++) {                                                   /* causal softmax */
+                float *row = P + (int64_t)t * T, mx = -INFINITY;
+                for (int32_t j = 0; j <= t; j++) mx = fmaxf(mx, row[j] *= scale);
                 double sum = 0;
-                for (int32_t s = 0; s <= t; s++) sum += (P[s] = expf(P[s] - mx));
+                for (int32_t j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
                 const float inv = (float)(1.0 / sum);
-                float *o = a->out + (n * H + h) * Dh;
-                memset(o, 0, sizeof(float) * (size_t)Dh);
-                for (int32_t s = 0; s <= t; s++) {
-                    P[s] *= inv;
-                    axpy(o, P[s], a->v + ((b * T + s) * Hkv + g) * Dh, Dh);
-                }
+                for (int32_t j = 0; j <= t; j++) row[j] *= inv;
+                for (int32_t j = t + 1; j < T; j++) row[j] = 0.0f;
             }
+            tgemm(NULL, ws, x->ws1_bytes, false, T, Dh, T, P, T, false, V, ldk, false, a->out + b * T * ldq + h * Dh,
+                  ldq);                                                                          /* O = P V */
         }
     }
 }
 
-void tops_attention(smoe_pool *p, float *out, float *P, const float *q, const float *k, const float *v, int32_t B,
+void tops_attention(const tops_ctx *x, float *out, float *P, const float *q, const float *k, const float *v, int32_t B,
                     int32_t T, int32_t H, int32_t Hkv, int32_t Dh) {
-    attn_task a = {.out = out, .P = P, .q = q, .k = k, .v = v, .B = B, .T = T, .H = H, .Hkv = Hkv, .Dh = Dh};
-    smoe_pool_run(p, attn_fwd_kernel, &a);
+    attn_task a = {.ctx = x, .out = out, .P = P, .q = q, .k = k, .v = v, .B = B, .T = T, .H = H, .Hkv = Hkv, .Dh = Dh};
+    smoe_pool_run(x->pool, attn_fwd_kernel, &a);
 }
 
-/* o = sum_s P_s v_s, P = softmax(scale q.k_s): dP_s = do.v_s, dv_s += P_s do,
- * dS_s = P_s (dP_s - sum_r P_r dP_r), dq += scale sum_s dS_s k_s, dk_s += scale dS_s q. */
+/* O = P V with P = softmax(scale Q K^T): dP = dO V^T, dV += P^T dO,
+ * dS = P * (dP - rowsum(P * dP)) * scale, dQ += dS K, dK += dS^T Q. */
 static void attn_bwd_kernel(void *arg, int ith, int nth) {
     const attn_task *a = arg;
+    const tops_ctx *x = a->ctx;
     const int32_t T = a->T, H = a->H, Hkv = a->Hkv, Dh = a->Dh, group = H / Hkv;
     const float scale = 1.0f / sqrtf((float)Dh);
-    float dS[4096];
+    float *dS = x->attn_scratch + (size_t)ith * x->attn_scratch_floats;
     for (int64_t w = ith; w < (int64_t)a->B * Hkv; w += nth) {
-        const int64_t b = w / Hkv, g = w % Hkv;
+        ATTN_ITEM_SETUP;
+        float *dK = a->dk + b * T * ldk + g * Dh, *dV = a->dv + b * T * ldk + g * Dh;
         for (int32_t hh = 0; hh < group; hh++) {
             const int64_t h = g * group + hh;
+            const float *Q = a->q + b * T * ldq + h * Dh, *dO = a->dout + b * T * ldq + h * Dh;
+            const float *P = a->Pc + (b * H + h) * (int64_t)T * T;
+            tgemm(NULL, ws, x->ws1_bytes, false, T, T, Dh, dO, ldq, false, V, ldk, true, dS, T); /* dP */
             for (int32_t t = 0; t < T; t++) {
-                const int64_t n = b * T + t;
-                const float *q = a->q + (n * H + h) * Dh, *dout = a->dout + (n * H + h) * Dh;
-                const float *P = a->Pc + (((b * H + h) * T) + t) * (int64_t)T;
-                float *dq = a->dq + (n * H + h) * Dh;
+                const float *pr = P + (int64_t)t * T;
+                float *row = dS + (int64_t)t * T;
                 double pdp = 0;
-                for (int32_t s = 0; s <= t; s++) {
-                    const int64_t kv = ((b * T + s) * Hkv + g) * Dh;
-                    dS[s] = dot(dout, a->v + kv, Dh);
-                    pdp += (double)P[s] * dS[s];
-                    axpy(a->dv + kv, P[s], dout, Dh);
-                }
-                for (int32_t s = 0; s <= t; s++) {
-                    const int64_t kv = ((b * T + s) * Hkv + g) * Dh;
-                    const float ds = P[s] * (dS[s] - (float)pdp) * scale;
-                    axpy(dq, ds, a->k + kv, Dh);
-                    axpy(a->dk + kv, ds, q, Dh);
-                }
+                for (int32_t j = 0; j <= t; j++) pdp += (double)pr[j] * row[j];
+                for (int32_t j = 0; j <= t; j++) row[j] = pr[j] * (row[j] - (float)pdp) * scale;
+                for (int32_t j = t + 1; j < T; j++) row[j] = 0.0f;
             }
+            tgemm(NULL, ws, x->ws1_bytes, true, T, Dh, T, dS, T, false, K, ldk, false, a->dq + b * T * ldq + h * Dh,
+                  ldq);                                                                         /* dQ += dS K */
+            tgemm(NULL, ws, x->ws1_bytes, true, T, Dh, T, dS, T, true, Q, ldq, false, dK, ldk); /* dK += dS^T Q */
+            tgemm(NULL, ws, x->ws1_bytes, true, T, Dh, T, P, T, true, dO, ldq, false, dV, ldk); /* dV += P^T dO */
         }
     }
 }
 
-void tops_attention_bwd(smoe_pool *p, float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
-                        const float *k, const float *v, int32_t B, int32_t T, int32_t H, int32_t Hkv, int32_t Dh) {
-    SMOE_ASSERT(T <= 4096);
-    attn_task a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .Pc = P, .q = q, .k = k, .v = v,
+void tops_attention_bwd(const tops_ctx *x, float *dq, float *dk, float *dv, const float *dout, const float *P,
+                        const float *q, const float *k, const float *v, int32_t B, int32_t T, int32_t H, int32_t Hkv,
+                        int32_t Dh) {
+    SMOE_ASSERT(x->attn_scratch_floats >= (size_t)T * (size_t)T);
+    attn_task a = {.ctx = x, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .Pc = P, .q = q, .k = k, .v = v,
                    .B = B, .T = T, .H = H, .Hkv = Hkv, .Dh = Dh};
-    smoe_pool_run(p, attn_bwd_kernel, &a);
+    smoe_pool_run(x->pool, attn_bwd_kernel, &a);
 }
 
 /* ------------------------------------------------------------------ cross-entropy */
@@ -263,13 +202,13 @@ static void ce_kernel(void *arg, int ith, int nth) {
     }
 }
 
-double tops_cross_entropy(smoe_pool *p, float *logits, const int32_t *targets, int64_t N, int64_t V) {
+double tops_cross_entropy(const tops_ctx *x, float *logits, const int32_t *targets, int64_t N, int64_t V) {
     double loss[1024];
     double total = 0;
     for (int64_t n0 = 0; n0 < N; n0 += 1024) { /* bounded scratch on the stack */
         const int64_t m = SMOE_MIN((int64_t)1024, N - n0);
         ce_task c = {logits + n0 * V, targets + n0, m, V, loss};
-        smoe_pool_run(p, ce_kernel, &c);
+        smoe_pool_run(x->pool, ce_kernel, &c);
         for (int64_t n = 0; n < m; n++) total += loss[n];
     }
     return total / (double)N;

@@ -10,14 +10,27 @@
 
 #include "cpu/threadpool.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
+/* Where the ops run: the pool, the GEMM workspace (train/tgemm.h) sized for it, and
+ * per-thread scratch for the ops whose threads run their own single-threaded products. */
+typedef struct tops_ctx {
+    smoe_pool *pool;
+    void *ws;                  /* for tgemm on the whole pool */
+    size_t ws_bytes;
+    void *ws1;                 /* [nthreads][ws1_bytes] for tgemm on one thread */
+    size_t ws1_bytes;
+    float *attn_scratch;       /* [nthreads][attn_scratch_floats]: T*T of the attention backward */
+    size_t attn_scratch_floats;
+} tops_ctx;
+
 /* y[N][O] = x[N][I] W^T */
-void tops_matmul(smoe_pool *p, float *y, const float *x, const float *W, int64_t N, int64_t I, int64_t O);
+void tops_matmul(const tops_ctx *ctx, float *y, const float *x, const float *W, int64_t N, int64_t I, int64_t O);
 /* dx[N][I] += dy[N][O] W */
-void tops_matmul_bwd_x(smoe_pool *p, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O);
+void tops_matmul_bwd_x(const tops_ctx *ctx, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O);
 /* dW[O][I] += dy^T x */
-void tops_matmul_bwd_w(smoe_pool *p, float *dW, const float *dy, const float *x, int64_t N, int64_t I, int64_t O);
+void tops_matmul_bwd_w(const tops_ctx *ctx, float *dW, const float *dy, const float *x, int64_t N, int64_t I, int64_t O);
 
 /* y[N][D] = x / rms(x) * w; rs[N] = 1/rms */
 void tops_rmsnorm(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps);
@@ -32,14 +45,14 @@ void tops_rope(float *x, const float *table, int64_t N, int32_t T, int32_t nh, i
 
 /* Causal grouped-query attention of B sequences of T tokens. q [N][H*Dh], k, v [N][Hkv*Dh];
  * P [B][H][T][T] (row t: t+1 probabilities), out [N][H*Dh]. Scale 1/sqrt(Dh). */
-void tops_attention(smoe_pool *p, float *out, float *P, const float *q, const float *k, const float *v, int32_t B,
+void tops_attention(const tops_ctx *ctx, float *out, float *P, const float *q, const float *k, const float *v, int32_t B,
                     int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
 /* Gradients dq, dk, dv (added) from dout. */
-void tops_attention_bwd(smoe_pool *p, float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
+void tops_attention_bwd(const tops_ctx *ctx, float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
                         const float *k, const float *v, int32_t B, int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
 
 /* Mean cross-entropy of logits [N][V] against targets [N]; logits are replaced by their
  * softmax. Returns the mean over N in double. */
-double tops_cross_entropy(smoe_pool *p, float *logits, const int32_t *targets, int64_t N, int64_t V);
+double tops_cross_entropy(const tops_ctx *ctx, float *logits, const int32_t *targets, int64_t N, int64_t V);
 
 #endif /* SMOE_TOPS_H */

@@ -155,8 +155,9 @@ static smoe_status create(const smoe_train_config *p, int32_t n_threads, smoe_tr
     }
     smoe_tmodel_views(&cfg, t->w, &t->W);
     smoe_tmodel_views(&cfg, t->g, &t->G);
-    if ((st = smoe_tacts_init(&t->acts, &cfg, p->batch, p->seq_len)) ||
-        (st = smoe_pool_init(n_threads > 0 ? n_threads : smoe_default_threads(), &t->pool))) {
+    if (n_threads <= 0) n_threads = smoe_default_threads();
+    if ((st = smoe_tacts_init(&t->acts, &cfg, p->batch, p->seq_len, n_threads)) ||
+        (st = smoe_pool_init(n_threads, &t->pool))) {
         smoe_trainer_free(t);
         return st;
     }
