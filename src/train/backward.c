@@ -17,6 +17,59 @@
 
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* The element-wise parts of the MoE backward, split over the pool (tops_parallel). */
+typedef struct moe_bwd_task {
+    int64_t D, F, S;
+    const float *x, *dy, *gw, *eg, *eu, *eo;
+    const int32_t *ex_slot, *ex_pos;
+    float *dgw, *dyo, *xg, *ga, *dg, *du, *dx;
+} moe_bwd_task;
+
+/* Per assignment i (token n, slot s): dw = dy[n] . eo[i], d eo[i] = w dy[n]; the expert
+ * inputs gathered again; silu(g) u recomputed. */
+static void assign_rows(void *arg, int64_t i0, int64_t i1) {
+    const moe_bwd_task *t = arg;
+    const int64_t D = t->D, F = t->F;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t slot = t->ex_slot[i], n = slot / t->S;
+        const float wgt = t->gw[slot], *dy = t->dy + n * D, *eo = t->eo + i * D;
+        double dw = 0;
+        for (int64_t d = 0; d < D; d++) {
+            dw += (double)dy[d] * eo[d];
+            t->dyo[i * D + d] = wgt * dy[d];
+        }
+        t->dgw[slot] = (float)dw;
+        memcpy(t->xg + i * D, t->x + n * D, sizeof(float) * (size_t)D);
+        for (int64_t f = i * F; f < (i + 1) * F; f++) t->ga[f] = t->eg[f] * sigm(t->eg[f]) * t->eu[f];
+    }
+}
+
+/* a = silu(g) u: du = da silu(g), dg = da u silu'(g), silu' = s (1 + g (1 - s)); da
+ * arrives in dg. */
+static void swiglu_bwd_rows(void *arg, int64_t i0, int64_t i1) {
+    const moe_bwd_task *t = arg;
+    for (int64_t i = i0 * t->F; i < i1 * t->F; i++) {
+        const float gi = t->eg[i], ui = t->eu[i], s = sigm(gi), da = t->dg[i];
+        t->du[i] = da * gi * s;
+        t->dg[i] = da * ui * s * (1.0f + gi * (1.0f - s));
+    }
+}
+
+/* dx[n] = sum over the token's slots of the gradient of its expert input (in dyo). */
+static void scatter_rows(void *arg, int64_t n0, int64_t n1) {
+    const moe_bwd_task *t = arg;
+    for (int64_t n = n0; n < n1; n++) {
+        float *dx = t->dx + n * t->D;
+        memset(dx, 0, sizeof(float) * (size_t)t->D);
+        for (int64_t s = 0; s < t->S; s++) {
+            const int32_t p = t->ex_pos[n * t->S + s];
+            if (p < 0) continue;
+            const float *g = t->dyo + (int64_t)p * t->D;
+            for (int64_t d = 0; d < t->D; d++) dx[d] += g[d];
+        }
+    }
+}
+
 /* Gradients of the MoE block of layer l, given dy [N][D] of its output: adds to the
  * expert and router weights' gradients and writes dx [N][D] (of its input xn2). */
 static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlayer *lg, smoe_tacts *a, int l,
@@ -27,47 +80,33 @@ static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlay
     const int32_t *ids = a->ids + l * N * S, *ex_off = a->ex_off + l * (E + 1), *ex_slot = a->ex_slot + l * N * S;
     const float *gw = a->gw + l * N * S, *state = a->rstate + (size_t)l * a->state_floats;
     const float *eg = a->eg + l * N * S * F, *eu = a->eu + l * N * S * F, *eo = a->eo + l * N * S * D;
+    moe_bwd_task t = {D, F, S, x, dy, gw, eg, eu, eo, ex_slot, a->ex_pos + l * N * S,
+                      a->dgw, a->dyo, a->xg, a->ga, a->dg, a->du, dx};
 
     memset(a->dgw, 0, sizeof(float) * (size_t)(N * S));
-    for (int32_t i = 0; i < ex_off[E]; i++) {                                 /* out[n] += w eo: dw, d eo */
-        const int64_t n = ex_slot[i] / S;
-        const float wgt = gw[ex_slot[i]];
-        double dwsum = 0;
-        for (int64_t d = 0; d < D; d++) {
-            dwsum += (double)dy[n * D + d] * eo[(int64_t)i * D + d];
-            a->dyo[(int64_t)i * D + d] = wgt * dy[n * D + d];
-        }
-        a->dgw[ex_slot[i]] = (float)dwsum;
-        memcpy(a->xg + (int64_t)i * D, x + n * D, sizeof(float) * (size_t)D); /* the expert inputs again */
-    }
-    for (int64_t i = 0; i < (int64_t)ex_off[E] * F; i++) a->ga[i] = eg[i] * sigm(eg[i]) * eu[i]; /* silu(g) u */
+    tops_parallel(X, ex_off[E], assign_rows, &t);                                /* dw, d eo, xg, silu(g) u */
     for (int32_t e = 0; e < E; e++) {
         const int64_t o = ex_off[e], m = ex_off[e + 1] - o;
         if (m == 0) continue;
-        float *ga = a->ga + o * F, *dg = a->dg + o * F, *du = a->du + o * F, *dyo = a->dyo + o * D;
-        const float *xg = a->xg + o * D;
-        tops_matmul_bwd_w(X, lg->exp_down + e * D * F, dyo, ga, m, F, D);  /* d down */
-        memset(dg, 0, sizeof(float) * (size_t)(m * F));
-        tops_matmul_bwd_x(X, dg, dyo, lw->exp_down + e * D * F, m, F, D);  /* d(silu(g) u) [m][F] */
-        for (int64_t i = 0; i < m * F; i++) {                                 /* SwiGLU */
-            const float gi = eg[o * F + i], ui = eu[o * F + i], s = sigm(gi), da = dg[i];
-            du[i] = da * gi * s;
-            dg[i] = da * ui * s * (1.0f + gi * (1.0f - s));
-        }
-        tops_matmul_bwd_w(X, lg->exp_gate + e * F * D, dg, xg, m, D, F);   /* d gate */
-        tops_matmul_bwd_w(X, lg->exp_up + e * F * D, du, xg, m, D, F);     /* d up */
-        memset(dyo, 0, sizeof(float) * (size_t)(m * D));                     /* d xg [m][D], in dyo's place */
-        tops_matmul_bwd_x(X, dyo, dg, lw->exp_gate + e * F * D, m, D, F);
-        tops_matmul_bwd_x(X, dyo, du, lw->exp_up + e * F * D, m, D, F);
+        tops_matmul_bwd_w(X, lg->exp_down + e * D * F, a->dyo + o * D, a->ga + o * F, m, F, D); /* d down */
+        memset(a->dg + o * F, 0, sizeof(float) * (size_t)(m * F));
+        tops_matmul_bwd_x(X, a->dg + o * F, a->dyo + o * D, lw->exp_down + e * D * F, m, F, D); /* d(silu(g) u) */
     }
-    memset(dx, 0, sizeof(float) * (size_t)(N * D));
-    for (int32_t i = 0; i < ex_off[E]; i++) {                                 /* scatter back to the tokens */
-        const int64_t n = ex_slot[i] / S;
-        for (int64_t d = 0; d < D; d++) dx[n * D + d] += a->dyo[(int64_t)i * D + d];
+    tops_parallel(X, ex_off[E], swiglu_bwd_rows, &t);                            /* SwiGLU */
+    for (int32_t e = 0; e < E; e++) {
+        const int64_t o = ex_off[e], m = ex_off[e + 1] - o;
+        if (m == 0) continue;
+        float *dxg = a->dyo + o * D; /* d xg [m][D], in dyo's place */
+        tops_matmul_bwd_w(X, lg->exp_gate + e * F * D, a->dg + o * F, a->xg + o * D, m, D, F); /* d gate */
+        tops_matmul_bwd_w(X, lg->exp_up + e * F * D, a->du + o * F, a->xg + o * D, m, D, F);   /* d up */
+        memset(dxg, 0, sizeof(float) * (size_t)(m * D));
+        tops_matmul_bwd_x(X, dxg, a->dg + o * F, lw->exp_gate + e * F * D, m, D, F);
+        tops_matmul_bwd_x(X, dxg, a->du + o * F, lw->exp_up + e * F * D, m, D, F);
     }
-    smoe_troute_backward(&c->router, N, z, ids, state, a->dgw,                /* [N][R] */
+    tops_parallel(X, N, scatter_rows, &t);                                       /* back to the tokens */
+    smoe_troute_backward(&c->router, N, z, ids, state, a->dgw,                   /* [N][R] */
                          c->router.aux_style == SMOE_AUX_HF ? a->hf_F : NULL, a->drz);
-    tops_matmul_bwd_w(X, lg->router, a->drz, x, N, D, R);                  /* d router */
+    tops_matmul_bwd_w(X, lg->router, a->drz, x, N, D, R);                        /* d router */
     tops_matmul_bwd_x(X, dx, a->drz, lw->router, N, D, R);
 }
 
@@ -91,7 +130,7 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
     memset(dx, 0, sizeof(float) * (size_t)(N * D));
     tops_matmul_bwd_x(X, dx, a->logits, w->output, N, D, V);               /* d xf */
     memset(dh, 0, sizeof(float) * (size_t)(N * D));
-    tops_rmsnorm_bwd(dh, g->output_norm, dx, a->h + (int64_t)L * N * D, a->rsf, w->output_norm, N, D);
+    tops_rmsnorm_bwd(X, dh, g->output_norm, dx, a->h + (int64_t)L * N * D, a->rsf, w->output_norm, N, D);
 
     for (int l = L - 1; l >= 0; l--) {
         const smoe_tlayer *lw = &w->layers[l];
@@ -102,7 +141,7 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
 
         /* h_out = hm + moe(RMSNorm(hm)): dh stays (residual) and gains the MoE path */
         moe_backward(c, lw, lg, a, l, X, dh, dx);                           /* d xn2 */
-        tops_rmsnorm_bwd(dh, lg->ffn_norm, dx, hm, a->rs2 + l * N, lw->ffn_norm, N, D);
+        tops_rmsnorm_bwd(X, dh, lg->ffn_norm, dx, hm, a->rs2 + l * N, lw->ffn_norm, N, D);
 
         /* hm = h + Wo attn: dh stays and gains the attention path */
         tops_matmul_bwd_w(X, lg->wo, dh, ao, N, Dq, D);                     /* d wo */
@@ -122,7 +161,7 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
         tops_matmul_bwd_x(X, dx, a->dq, lw->wq, N, D, Dq);                  /* d xn1 */
         tops_matmul_bwd_x(X, dx, a->dk, lw->wk, N, D, Dkv);
         tops_matmul_bwd_x(X, dx, a->dv, lw->wv, N, D, Dkv);
-        tops_rmsnorm_bwd(dh, lg->attn_norm, dx, h, a->rs1 + l * N, lw->attn_norm, N, D);
+        tops_rmsnorm_bwd(X, dh, lg->attn_norm, dx, h, a->rs1 + l * N, lw->attn_norm, N, D);
     }
     for (int64_t n = 0; n < N; n++) {                                          /* d token_embd rows */
         float *ge = g->tok_embd + (int64_t)tokens[n] * D;

@@ -10,31 +10,79 @@
 
 #include <math.h>
 
-void smoe_adamw_step(const smoe_adamw *o, float lr, int64_t s, float *theta, const float *g, float *m, float *v,
-                     int64_t n) {
-    const double bc1 = 1.0 - pow(o->beta1, (double)s), bc2 = 1.0 - pow(o->beta2, (double)s);
-    const float step = (float)(lr / bc1), inv_sbc2 = (float)(1.0 / sqrt(bc2)), decay = 1.0f - lr * o->weight_decay;
-    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    for (int64_t i = 0; i < n; i++) {
-        const float gi = g[i];
-        theta[i] *= decay;
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        theta[i] -= step * m[i] / (sqrtf(v[i]) * inv_sbc2 + eps);
+typedef struct adam_task {
+    float *theta, *m, *v, *g;
+    const float *gc;
+    int64_t n;
+    float step, inv_sbc2, decay, b1, b2, eps, scale;
+    double *partial; /* [chunks] of the norm */
+} adam_task;
+
+static void adam_kernel(void *arg, int ith, int nth) {
+    const adam_task *a = arg;
+    int64_t i0, i1;
+    smoe_split(a->n, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        const float gi = a->gc[i];
+        a->theta[i] *= a->decay;
+        a->m[i] = a->b1 * a->m[i] + (1.0f - a->b1) * gi;
+        a->v[i] = a->b2 * a->v[i] + (1.0f - a->b2) * gi * gi;
+        a->theta[i] -= a->step * a->m[i] / (sqrtf(a->v[i]) * a->inv_sbc2 + a->eps);
     }
 }
 
-double smoe_grad_norm(const float *g, int64_t n) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
-    return sqrt(ss);
+static void run(smoe_pool *pool, smoe_task_fn fn, adam_task *a) {
+    if (pool) smoe_pool_run(pool, fn, a);
+    else fn(a, 0, 1);
 }
 
-double smoe_grad_clip(float *g, int64_t n, double max_norm) {
-    const double norm = smoe_grad_norm(g, n);
+void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float *theta, const float *g, float *m,
+                     float *v, int64_t n) {
+    const double bc1 = 1.0 - pow(o->beta1, (double)s), bc2 = 1.0 - pow(o->beta2, (double)s);
+    adam_task a = {.theta = theta, .m = m, .v = v, .gc = g, .n = n, .step = (float)(lr / bc1),
+                   .inv_sbc2 = (float)(1.0 / sqrt(bc2)), .decay = 1.0f - lr * o->weight_decay, .b1 = o->beta1,
+                   .b2 = o->beta2, .eps = o->eps};
+    run(pool, adam_kernel, &a);
+}
+
+/* Chunk c's sum of squares into partial[c], for the chunks of this thread's slice. */
+static void norm_kernel(void *arg, int ith, int nth) {
+    const adam_task *a = arg;
+    const int64_t chunks = (a->n + SMOE_NORM_CHUNK - 1) / SMOE_NORM_CHUNK;
+    int64_t c0, c1;
+    smoe_split(chunks, ith, nth, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+        const int64_t e = c * SMOE_NORM_CHUNK + SMOE_NORM_CHUNK < a->n ? c * SMOE_NORM_CHUNK + SMOE_NORM_CHUNK : a->n;
+        double ss = 0;
+        for (int64_t i = c * SMOE_NORM_CHUNK; i < e; i++) ss += (double)a->gc[i] * a->gc[i];
+        a->partial[c] = ss;
+    }
+}
+
+double smoe_grad_norm(smoe_pool *pool, const float *g, int64_t n) {
+    double partial[256], total = 0;
+    /* in rounds of 256 chunks: bounded stack, and the same order of additions */
+    for (int64_t base = 0; base < n; base += 256 * (int64_t)SMOE_NORM_CHUNK) {
+        const int64_t len = n - base < 256 * (int64_t)SMOE_NORM_CHUNK ? n - base : 256 * (int64_t)SMOE_NORM_CHUNK;
+        adam_task a = {.gc = g + base, .n = len, .partial = partial};
+        run(pool, norm_kernel, &a);
+        for (int64_t c = 0; c < (len + SMOE_NORM_CHUNK - 1) / SMOE_NORM_CHUNK; c++) total += partial[c];
+    }
+    return sqrt(total);
+}
+
+static void scale_kernel(void *arg, int ith, int nth) {
+    const adam_task *a = arg;
+    int64_t i0, i1;
+    smoe_split(a->n, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) a->g[i] *= a->scale;
+}
+
+double smoe_grad_clip(smoe_pool *pool, float *g, int64_t n, double max_norm) {
+    const double norm = smoe_grad_norm(pool, g, n);
     if (max_norm > 0 && norm > max_norm) {
-        const float scale = (float)(max_norm / norm);
-        for (int64_t i = 0; i < n; i++) g[i] *= scale;
+        adam_task a = {.g = g, .n = n, .scale = (float)(max_norm / norm)};
+        run(pool, scale_kernel, &a);
     }
     return norm;
 }

@@ -1,10 +1,13 @@
 /*
  * optim.h - AdamW (decoupled weight decay, as torch.optim.AdamW), global-norm gradient
  * clipping and the learning-rate schedule (linear warm-up, then cosine decay), over the
- * parameter block as one vector.
+ * parameter block as one vector. The element-wise work runs on the pool (NULL: the
+ * calling thread); results do not depend on the thread count.
  */
 #ifndef SMOE_OPTIM_H
 #define SMOE_OPTIM_H
+
+#include "cpu/threadpool.h"
 
 #include <stdint.h>
 
@@ -17,14 +20,16 @@ typedef struct smoe_adamw {
 
 /* One AdamW step s (1-based) at learning rate lr over n parameters: m, v are the moment
  * vectors (zero before step 1). */
-void smoe_adamw_step(const smoe_adamw *o, float lr, int64_t s, float *theta, const float *g, float *m, float *v,
-                     int64_t n);
+void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float *theta, const float *g, float *m,
+                     float *v, int64_t n);
 
-/* L2 norm of g (double accumulation). */
-double smoe_grad_norm(const float *g, int64_t n);
+/* L2 norm of g: double sums of fixed chunks of SMOE_NORM_CHUNK values, added in order
+ * (so the bits do not depend on the thread count). */
+#define SMOE_NORM_CHUNK 65536
+double smoe_grad_norm(smoe_pool *pool, const float *g, int64_t n);
 /* Scale g so that its norm is at most max_norm (no-op when max_norm <= 0); returns the
  * norm before clipping. */
-double smoe_grad_clip(float *g, int64_t n, double max_norm);
+double smoe_grad_clip(smoe_pool *pool, float *g, int64_t n, double max_norm);
 
 /* Learning rate at step s (1-based) of total: linear warm-up over `warmup` steps from
  * lr/warmup to lr, then cosine decay to min_lr at step total. */

@@ -18,20 +18,57 @@
 #include <math.h>
 #include <string.h>
 
-/* Group the N*S slots by expert, in slot order within each expert: ex_off[E+1] and
- * ex_slot[] (slot index n*S + s). Dropped and empty slots (id -1) are left out. */
-static void group_by_expert(const int32_t *ids, int64_t NS, int32_t E, int32_t *ex_off, int32_t *ex_slot) {
+/* Group the N*S slots by expert, in slot order within each expert: ex_off[E+1],
+ * ex_slot[] (slot index n*S + s) and its inverse ex_pos[NS]. Dropped and empty slots
+ * (id -1) are left out. */
+static void group_by_expert(const int32_t *ids, int64_t NS, int32_t E, int32_t *ex_off, int32_t *ex_slot,
+                            int32_t *ex_pos) {
     memset(ex_off, 0, sizeof(int32_t) * (size_t)(E + 1));
     for (int64_t i = 0; i < NS; i++)
         if (ids[i] >= 0) ex_off[ids[i] + 1]++;
     for (int32_t e = 0; e < E; e++) ex_off[e + 1] += ex_off[e];
-    for (int64_t i = 0; i < NS; i++)
+    for (int64_t i = 0; i < NS; i++) {
+        ex_pos[i] = ids[i] >= 0 ? ex_off[ids[i]] : -1;
         if (ids[i] >= 0) ex_slot[ex_off[ids[i]]++] = (int32_t)i;
+    }
     for (int32_t e = E; e > 0; e--) ex_off[e] = ex_off[e - 1];
     ex_off[0] = 0;
 }
 
 static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* The element-wise parts of the MoE block, split over the pool (tops_parallel). */
+typedef struct moe_task {
+    int64_t D, F, S;
+    const float *x, *gw, *eg, *eu, *eo;
+    const int32_t *ex_slot, *ex_pos;
+    float *xg, *ga, *out;
+} moe_task;
+
+static void gather_rows(void *arg, int64_t i0, int64_t i1) { /* xg[i] = x[token of assignment i] */
+    const moe_task *t = arg;
+    for (int64_t i = i0; i < i1; i++)
+        memcpy(t->xg + i * t->D, t->x + (t->ex_slot[i] / t->S) * t->D, sizeof(float) * (size_t)t->D);
+}
+
+static void swiglu_rows(void *arg, int64_t i0, int64_t i1) { /* ga = silu(eg) * eu */
+    const moe_task *t = arg;
+    for (int64_t i = i0 * t->F; i < i1 * t->F; i++) t->ga[i] = silu(t->eg[i]) * t->eu[i];
+}
+
+static void combine_rows(void *arg, int64_t n0, int64_t n1) { /* out[n] = sum over its slots of w * eo */
+    const moe_task *t = arg;
+    for (int64_t n = n0; n < n1; n++) {
+        float *o = t->out + n * t->D;
+        memset(o, 0, sizeof(float) * (size_t)t->D);
+        for (int64_t s = 0; s < t->S; s++) {
+            const int32_t p = t->ex_pos[n * t->S + s];
+            if (p < 0) continue;
+            const float wgt = t->gw[n * t->S + s], *e = t->eo + (int64_t)p * t->D;
+            for (int64_t d = 0; d < t->D; d++) o[d] += wgt * e[d];
+        }
+    }
+}
 
 /* out[N][D] = sum over each token's assignments of w * down(silu(gate x) * up x) */
 static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tacts *a, int l, const tops_ctx *X,
@@ -41,29 +78,29 @@ static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smo
     const float *x = a->xn2 + l * N * D;
     float *z = a->rz + l * N * R;
     int32_t *ids = a->ids + l * N * S, *ex_off = a->ex_off + l * (E + 1), *ex_slot = a->ex_slot + l * N * S;
+    int32_t *ex_pos = a->ex_pos + l * N * S;
     float *gw = a->gw + l * N * S, *state = a->rstate + (size_t)l * a->state_floats;
     float *eg = a->eg + l * N * S * F, *eu = a->eu + l * N * S * F, *eo = a->eo + l * N * S * D;
+    moe_task t = {D, F, S, x, gw, eg, eu, eo, ex_slot, ex_pos, a->xg, a->ga, out};
 
-    tops_matmul(X, z, x, lw->router, N, D, R);                                        /* [N][R] */
+    tops_matmul(X, z, x, lw->router, N, D, R);                                            /* [N][R] */
     smoe_status st = smoe_troute_forward(&c->router, N, z, bias, rng, ids, gw, state, &a->rstats[l]); /* [N][S] */
     if (st) return st;
-    group_by_expert(ids, N * S, E, ex_off, ex_slot);
-    for (int32_t i = 0; i < ex_off[E]; i++)                                               /* [N*S][D] by expert */
-        memcpy(a->xg + (int64_t)i * D, x + (ex_slot[i] / S) * D, sizeof(float) * (size_t)D);
+    group_by_expert(ids, N * S, E, ex_off, ex_slot, ex_pos);
+    tops_parallel(X, ex_off[E], gather_rows, &t);                                         /* [N*S][D] by expert */
     for (int32_t e = 0; e < E; e++) {
         const int64_t o = ex_off[e], m = ex_off[e + 1] - o;
         if (m == 0) continue;
-        tops_matmul(X, eg + o * F, a->xg + o * D, lw->exp_gate + e * F * D, m, D, F); /* [m][F] */
-        tops_matmul(X, eu + o * F, a->xg + o * D, lw->exp_up + e * F * D, m, D, F);   /* [m][F] */
-        for (int64_t i = o * F; i < (o + m) * F; i++) a->ga[i] = silu(eg[i]) * eu[i];    /* [m][F] */
-        tops_matmul(X, eo + o * D, a->ga + o * F, lw->exp_down + e * D * F, m, F, D); /* [m][D] */
+        tops_matmul(X, eg + o * F, a->xg + o * D, lw->exp_gate + e * F * D, m, D, F);    /* [m][F] */
+        tops_matmul(X, eu + o * F, a->xg + o * D, lw->exp_up + e * F * D, m, D, F);      /* [m][F] */
     }
-    memset(out, 0, sizeof(float) * (size_t)(N * D));                                     /* out[n] += w * eo */
-    for (int32_t i = 0; i < ex_off[E]; i++) {
-        const int64_t n = ex_slot[i] / S;
-        const float wgt = gw[ex_slot[i]];
-        for (int64_t d = 0; d < D; d++) out[n * D + d] += wgt * eo[(int64_t)i * D + d];
+    tops_parallel(X, ex_off[E], swiglu_rows, &t);                                         /* [N*S][F] */
+    for (int32_t e = 0; e < E; e++) {
+        const int64_t o = ex_off[e], m = ex_off[e + 1] - o;
+        if (m == 0) continue;
+        tops_matmul(X, eo + o * D, a->ga + o * F, lw->exp_down + e * D * F, m, F, D);    /* [m][D] */
     }
+    tops_parallel(X, N, combine_rows, &t);                                                /* [N][D] */
     return SMOE_OK;
 }
 
@@ -94,7 +131,7 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
         float *q = a->q + l * N * Dq, *k = a->k + l * N * Dkv, *v = a->v + l * N * Dkv, *ao = a->ao + l * N * Dq;
 
         /* attention */
-        tops_rmsnorm(xn1, a->rs1 + l * N, h, lw->attn_norm, N, D, c->norm_eps);          /* [N][D] */
+        tops_rmsnorm(X, xn1, a->rs1 + l * N, h, lw->attn_norm, N, D, c->norm_eps);          /* [N][D] */
         tops_matmul(X, q, xn1, lw->wq, N, D, Dq);                                      /* [N][H*Dh] */
         tops_matmul(X, k, xn1, lw->wk, N, D, Dkv);                                     /* [N][Hkv*Dh] */
         tops_matmul(X, v, xn1, lw->wv, N, D, Dkv);                                     /* [N][Hkv*Dh] */
@@ -105,7 +142,7 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
         for (int64_t i = 0; i < N * D; i++) hm[i] = h[i] + tmp[i];                       /* h += attn */
 
         /* mixture of experts */
-        tops_rmsnorm(xn2, a->rs2 + l * N, hm, lw->ffn_norm, N, D, c->norm_eps);          /* [N][D] */
+        tops_rmsnorm(X, xn2, a->rs2 + l * N, hm, lw->ffn_norm, N, D, c->norm_eps);          /* [N][D] */
         smoe_status st = moe_forward(c, lw, a, l, X, bias ? bias + (int64_t)l * E : NULL, rng, tmp); /* [N][D] */
         if (st) return st;
         for (int64_t i = 0; i < N * D; i++) hn[i] = hm[i] + tmp[i];                      /* h += moe */
@@ -118,7 +155,7 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
         aux = smoe_troute_hf_pool(&c->router, L, N, states, a->hf_F);
     }
 
-    tops_rmsnorm(a->xf, a->rsf, a->h + (int64_t)L * N * D, w->output_norm, N, D, c->norm_eps); /* [N][D] */
+    tops_rmsnorm(X, a->xf, a->rsf, a->h + (int64_t)L * N * D, w->output_norm, N, D, c->norm_eps); /* [N][D] */
     tops_matmul(X, a->logits, a->xf, w->output, N, D, V);                              /* [N][V] */
     if (ce) *ce = targets ? tops_cross_entropy(X, a->logits, targets, N, V) : 0.0;     /* logits -> probs */
     if (aux_total) *aux_total = aux;

@@ -87,6 +87,7 @@ typedef struct smoe_tacts {
     float *gw;             /* [L][N][S] gate weight per slot */
     int32_t *ex_off;       /* [L][E+1] start of each expert's assignments in ex_slot */
     int32_t *ex_slot;      /* [L][N*S] assignments grouped by expert: token*S + slot */
+    int32_t *ex_pos;       /* [L][N*S] the inverse: grouped index of slot token*S + s, -1 if none */
     float *eg;             /* [L][N*S][F] gate pre-activation of each assignment (grouped order) */
     float *eu;             /* [L][N*S][F] up pre-activation */
     float *eo;             /* [L][N*S][D] expert output (before the gate weight) */

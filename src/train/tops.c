@@ -11,6 +11,27 @@
 #include <math.h>
 #include <string.h>
 
+/* ------------------------------------------------------------------ parallel for */
+
+typedef struct range_task {
+    int64_t n;
+    tops_range_fn fn;
+    void *arg;
+} range_task;
+
+static void range_kernel(void *arg, int ith, int nth) {
+    const range_task *r = arg;
+    int64_t i0, i1;
+    smoe_split(r->n, ith, nth, &i0, &i1);
+    if (i0 < i1) r->fn(r->arg, i0, i1);
+}
+
+void tops_parallel(const tops_ctx *ctx, int64_t n, tops_range_fn fn, void *arg) {
+    range_task r = {n, fn, arg};
+    if (n <= 0) return;
+    smoe_pool_run(ctx->pool, range_kernel, &r);
+}
+
 /* ------------------------------------------------------------------ matmuls */
 
 /* The three products of a linear layer through the GEMM of tgemm.h: each output is one
@@ -29,32 +50,69 @@ void tops_matmul_bwd_w(const tops_ctx *x, float *dW, const float *dy, const floa
 
 /* ------------------------------------------------------------------ RMSNorm */
 
-void tops_rmsnorm(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps) {
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * D;
+typedef struct norm_task {
+    float *y, *rs, *dx, *dw;
+    const float *x, *w, *dy, *rsc;
+    int64_t D;
+    float eps;
+} norm_task;
+
+static void rmsnorm_rows(void *arg, int64_t n0, int64_t n1) {
+    const norm_task *t = arg;
+    const int64_t D = t->D;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xr = t->x + n * D;
         double ss = 0;
         for (int64_t d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
-        const float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
-        rs[n] = r;
-        for (int64_t d = 0; d < D; d++) y[n * D + d] = xr[d] * r * w[d];
+        const float r = (float)(1.0 / sqrt(ss / (double)D + (double)t->eps));
+        t->rs[n] = r;
+        for (int64_t d = 0; d < D; d++) t->y[n * D + d] = xr[d] * r * t->w[d];
     }
 }
 
-/* y = x r w with r = (mean x^2 + eps)^(-1/2): dw += dy x r; with g = dy w,
- * dx = r g - r^3 x (g . x) / D. */
-void tops_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rs, const float *w, int64_t N,
-                      int64_t D) {
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * D, *dyr = dy + n * D;
-        const float r = rs[n];
+void tops_rmsnorm(const tops_ctx *ctx, float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D,
+                  float eps) {
+    norm_task t = {.y = y, .rs = rs, .x = x, .w = w, .D = D, .eps = eps};
+    tops_parallel(ctx, N, rmsnorm_rows, &t);
+}
+
+/* y = x r w with r = (mean x^2 + eps)^(-1/2): with g = dy w, dx = r g - r^3 x (g . x) / D
+ * (threads split the tokens) and dw = sum_n dy x r (threads split the columns, each
+ * column summed over the tokens in order: the same bits for any thread count). */
+static void rmsnorm_bwd_rows(void *arg, int64_t n0, int64_t n1) {
+    const norm_task *t = arg;
+    const int64_t D = t->D;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *xr = t->x + n * D, *dyr = t->dy + n * D;
+        const float r = t->rsc[n];
         double gx = 0;
-        for (int64_t d = 0; d < D; d++) {
-            gx += (double)dyr[d] * w[d] * xr[d];
-            dw[d] += dyr[d] * xr[d] * r;
-        }
+        for (int64_t d = 0; d < D; d++) gx += (double)dyr[d] * t->w[d] * xr[d];
         const float c = (float)(gx * r * r * r / (double)D);
-        for (int64_t d = 0; d < D; d++) dx[n * D + d] += r * dyr[d] * w[d] - c * xr[d];
+        for (int64_t d = 0; d < D; d++) t->dx[n * D + d] += r * dyr[d] * t->w[d] - c * xr[d];
     }
+}
+
+typedef struct normw_task {
+    const norm_task *t;
+    int64_t N;
+} normw_task;
+
+static void rmsnorm_bwd_cols(void *arg, int64_t d0, int64_t d1) {
+    const normw_task *u = arg;
+    const norm_task *t = u->t;
+    for (int64_t n = 0; n < u->N; n++) {
+        const float *xr = t->x + n * t->D, *dyr = t->dy + n * t->D;
+        const float r = t->rsc[n];
+        for (int64_t d = d0; d < d1; d++) t->dw[d] += dyr[d] * xr[d] * r;
+    }
+}
+
+void tops_rmsnorm_bwd(const tops_ctx *ctx, float *dx, float *dw, const float *dy, const float *x, const float *rs,
+                      const float *w, int64_t N, int64_t D) {
+    norm_task t = {.dx = dx, .dw = dw, .x = x, .w = w, .dy = dy, .rsc = rs, .D = D};
+    normw_task u = {&t, N};
+    tops_parallel(ctx, N, rmsnorm_bwd_rows, &t);
+    tops_parallel(ctx, D, rmsnorm_bwd_cols, &u);
 }
 
 /* ------------------------------------------------------------------ RoPE */
@@ -193,12 +251,13 @@ static void ce_kernel(void *arg, int ith, int nth) {
         float *l = c->logits + n * c->V;
         float mx = -INFINITY;
         for (int64_t v = 0; v < c->V; v++) mx = l[v] > mx ? l[v] : mx;
-        double sum = 0;
-        for (int64_t v = 0; v < c->V; v++) sum += exp((double)l[v] - mx);
         const int32_t y = c->targets[n];
-        c->loss[n] = log(sum) + mx - l[y];
-        const double inv = 1.0 / sum;
-        for (int64_t v = 0; v < c->V; v++) l[v] = (float)(exp((double)l[v] - mx) * inv);
+        const float ly = l[y];
+        double sum = 0;
+        for (int64_t v = 0; v < c->V; v++) sum += (l[v] = expf(l[v] - mx));
+        c->loss[n] = log(sum) + mx - ly;
+        const float inv = (float)(1.0 / sum);
+        for (int64_t v = 0; v < c->V; v++) l[v] *= inv;
     }
 }
 

@@ -25,6 +25,10 @@ typedef struct tops_ctx {
     size_t attn_scratch_floats;
 } tops_ctx;
 
+/* fn(arg, i0, i1) over [0, n) split evenly over the pool's threads (each index once). */
+typedef void (*tops_range_fn)(void *arg, int64_t i0, int64_t i1);
+void tops_parallel(const tops_ctx *ctx, int64_t n, tops_range_fn fn, void *arg);
+
 /* y[N][O] = x[N][I] W^T */
 void tops_matmul(const tops_ctx *ctx, float *y, const float *x, const float *W, int64_t N, int64_t I, int64_t O);
 /* dx[N][I] += dy[N][O] W */
@@ -33,10 +37,11 @@ void tops_matmul_bwd_x(const tops_ctx *ctx, float *dx, const float *dy, const fl
 void tops_matmul_bwd_w(const tops_ctx *ctx, float *dW, const float *dy, const float *x, int64_t N, int64_t I, int64_t O);
 
 /* y[N][D] = x / rms(x) * w; rs[N] = 1/rms */
-void tops_rmsnorm(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps);
+void tops_rmsnorm(const tops_ctx *ctx, float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D,
+                  float eps);
 /* dx[N][D] += d/dx, dw[D] += d/dw, given dy and the forward's x, rs */
-void tops_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rs, const float *w, int64_t N,
-                      int64_t D);
+void tops_rmsnorm_bwd(const tops_ctx *ctx, float *dx, float *dw, const float *dy, const float *x, const float *rs,
+                      const float *w, int64_t N, int64_t D);
 
 /* table[T][Dh/2][2] = cos, sin of pos * base^(-2i/Dh) (llama.cpp "normal" mode, adjacent pairs) */
 void tops_rope_table(float *table, int32_t T, int32_t Dh, float base);
