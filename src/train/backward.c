@@ -15,12 +15,10 @@
 #include <math.h>
 #include <string.h>
 
-static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 /* The element-wise parts of the MoE backward, split over the pool (tops_parallel). */
 typedef struct moe_bwd_task {
     int64_t D, F, S;
-    const float *x, *dy, *gw, *eg, *eu, *eo;
+    const float *x, *dy, *gw, *eg, *eu, *es, *eo;
     const int32_t *ex_slot, *ex_pos;
     float *dgw, *dyo, *xg, *ga, *dg, *du, *dx;
 } moe_bwd_task;
@@ -40,7 +38,7 @@ static void assign_rows(void *arg, int64_t i0, int64_t i1) {
         }
         t->dgw[slot] = (float)dw;
         memcpy(t->xg + i * D, t->x + n * D, sizeof(float) * (size_t)D);
-        for (int64_t f = i * F; f < (i + 1) * F; f++) t->ga[f] = t->eg[f] * sigm(t->eg[f]) * t->eu[f];
+        for (int64_t f = i * F; f < (i + 1) * F; f++) t->ga[f] = t->eg[f] * t->es[f] * t->eu[f];
     }
 }
 
@@ -49,7 +47,7 @@ static void assign_rows(void *arg, int64_t i0, int64_t i1) {
 static void swiglu_bwd_rows(void *arg, int64_t i0, int64_t i1) {
     const moe_bwd_task *t = arg;
     for (int64_t i = i0 * t->F; i < i1 * t->F; i++) {
-        const float gi = t->eg[i], ui = t->eu[i], s = sigm(gi), da = t->dg[i];
+        const float gi = t->eg[i], ui = t->eu[i], s = t->es[i], da = t->dg[i];
         t->du[i] = da * gi * s;
         t->dg[i] = da * ui * s * (1.0f + gi * (1.0f - s));
     }
@@ -80,7 +78,7 @@ static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlay
     const int32_t *ids = a->ids + l * N * S, *ex_off = a->ex_off + l * (E + 1), *ex_slot = a->ex_slot + l * N * S;
     const float *gw = a->gw + l * N * S, *state = a->rstate + (size_t)l * a->state_floats;
     const float *eg = a->eg + l * N * S * F, *eu = a->eu + l * N * S * F, *eo = a->eo + l * N * S * D;
-    moe_bwd_task t = {D, F, S, x, dy, gw, eg, eu, eo, ex_slot, a->ex_pos + l * N * S,
+    moe_bwd_task t = {D, F, S, x, dy, gw, eg, eu, a->es + l * N * S * F, eo, ex_slot, a->ex_pos + l * N * S,
                       a->dgw, a->dyo, a->xg, a->ga, a->dg, a->du, dx};
 
     memset(a->dgw, 0, sizeof(float) * (size_t)(N * S));

@@ -11,7 +11,7 @@
 #include <math.h>
 
 typedef struct adam_task {
-    float *theta, *m, *v, *g;
+    float *theta, *m, *v;
     const float *gc;
     int64_t n;
     float step, inv_sbc2, decay, b1, b2, eps, scale;
@@ -23,7 +23,7 @@ static void adam_kernel(void *arg, int ith, int nth) {
     int64_t i0, i1;
     smoe_split(a->n, ith, nth, &i0, &i1);
     for (int64_t i = i0; i < i1; i++) {
-        const float gi = a->gc[i];
+        const float gi = a->gc[i] * a->scale;
         a->theta[i] *= a->decay;
         a->m[i] = a->b1 * a->m[i] + (1.0f - a->b1) * gi;
         a->v[i] = a->b2 * a->v[i] + (1.0f - a->b2) * gi * gi;
@@ -36,12 +36,12 @@ static void run(smoe_pool *pool, smoe_task_fn fn, adam_task *a) {
     else fn(a, 0, 1);
 }
 
-void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float *theta, const float *g, float *m,
-                     float *v, int64_t n) {
+void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float gscale, float *theta,
+                     const float *g, float *m, float *v, int64_t n) {
     const double bc1 = 1.0 - pow(o->beta1, (double)s), bc2 = 1.0 - pow(o->beta2, (double)s);
     adam_task a = {.theta = theta, .m = m, .v = v, .gc = g, .n = n, .step = (float)(lr / bc1),
                    .inv_sbc2 = (float)(1.0 / sqrt(bc2)), .decay = 1.0f - lr * o->weight_decay, .b1 = o->beta1,
-                   .b2 = o->beta2, .eps = o->eps};
+                   .b2 = o->beta2, .eps = o->eps, .scale = gscale};
     run(pool, adam_kernel, &a);
 }
 
@@ -71,20 +71,8 @@ double smoe_grad_norm(smoe_pool *pool, const float *g, int64_t n) {
     return sqrt(total);
 }
 
-static void scale_kernel(void *arg, int ith, int nth) {
-    const adam_task *a = arg;
-    int64_t i0, i1;
-    smoe_split(a->n, ith, nth, &i0, &i1);
-    for (int64_t i = i0; i < i1; i++) a->g[i] *= a->scale;
-}
-
-double smoe_grad_clip(smoe_pool *pool, float *g, int64_t n, double max_norm) {
-    const double norm = smoe_grad_norm(pool, g, n);
-    if (max_norm > 0 && norm > max_norm) {
-        adam_task a = {.g = g, .n = n, .scale = (float)(max_norm / norm)};
-        run(pool, scale_kernel, &a);
-    }
-    return norm;
+float smoe_clip_scale(double norm, double max_norm) {
+    return max_norm > 0 && norm > max_norm ? (float)(max_norm / norm) : 1.0f;
 }
 
 float smoe_lr_at(float lr, float min_lr, int64_t s, int64_t warmup, int64_t total) {

@@ -18,18 +18,19 @@ typedef struct smoe_adamw {
     float weight_decay;    /* decoupled: theta *= 1 - lr * wd before the update */
 } smoe_adamw;
 
-/* One AdamW step s (1-based) at learning rate lr over n parameters: m, v are the moment
- * vectors (zero before step 1). */
-void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float *theta, const float *g, float *m,
-                     float *v, int64_t n);
+/* One AdamW step s (1-based) at learning rate lr over n parameters with gradient
+ * gscale * g (gradient clipping folded in; 1 = none): m, v are the moment vectors (zero
+ * before step 1). */
+void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float gscale, float *theta,
+                     const float *g, float *m, float *v, int64_t n);
 
 /* L2 norm of g: double sums of fixed chunks of SMOE_NORM_CHUNK values, added in order
  * (so the bits do not depend on the thread count). */
 #define SMOE_NORM_CHUNK 65536
 double smoe_grad_norm(smoe_pool *pool, const float *g, int64_t n);
-/* Scale g so that its norm is at most max_norm (no-op when max_norm <= 0); returns the
- * norm before clipping. */
-double smoe_grad_clip(smoe_pool *pool, float *g, int64_t n, double max_norm);
+/* The factor that brings a gradient of this norm down to max_norm (1 when max_norm <= 0
+ * or the norm is already smaller). */
+float smoe_clip_scale(double norm, double max_norm);
 
 /* Learning rate at step s (1-based) of total: linear warm-up over `warmup` steps from
  * lr/warmup to lr, then cosine decay to min_lr at step total. */

@@ -35,14 +35,12 @@ static void group_by_expert(const int32_t *ids, int64_t NS, int32_t E, int32_t *
     ex_off[0] = 0;
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
-
 /* The element-wise parts of the MoE block, split over the pool (tops_parallel). */
 typedef struct moe_task {
     int64_t D, F, S;
     const float *x, *gw, *eg, *eu, *eo;
     const int32_t *ex_slot, *ex_pos;
-    float *xg, *ga, *out;
+    float *xg, *ga, *out, *es;
 } moe_task;
 
 static void gather_rows(void *arg, int64_t i0, int64_t i1) { /* xg[i] = x[token of assignment i] */
@@ -51,9 +49,13 @@ static void gather_rows(void *arg, int64_t i0, int64_t i1) { /* xg[i] = x[token 
         memcpy(t->xg + i * t->D, t->x + (t->ex_slot[i] / t->S) * t->D, sizeof(float) * (size_t)t->D);
 }
 
-static void swiglu_rows(void *arg, int64_t i0, int64_t i1) { /* ga = silu(eg) * eu */
+static void swiglu_rows(void *arg, int64_t i0, int64_t i1) { /* ga = silu(eg) * eu; es = sigmoid(eg) for backward */
     const moe_task *t = arg;
-    for (int64_t i = i0 * t->F; i < i1 * t->F; i++) t->ga[i] = silu(t->eg[i]) * t->eu[i];
+    for (int64_t i = i0 * t->F; i < i1 * t->F; i++) {
+        const float s = 1.0f / (1.0f + expf(-t->eg[i]));
+        t->es[i] = s;
+        t->ga[i] = t->eg[i] * s * t->eu[i];
+    }
 }
 
 static void combine_rows(void *arg, int64_t n0, int64_t n1) { /* out[n] = sum over its slots of w * eo */
@@ -81,7 +83,7 @@ static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smo
     int32_t *ex_pos = a->ex_pos + l * N * S;
     float *gw = a->gw + l * N * S, *state = a->rstate + (size_t)l * a->state_floats;
     float *eg = a->eg + l * N * S * F, *eu = a->eu + l * N * S * F, *eo = a->eo + l * N * S * D;
-    moe_task t = {D, F, S, x, gw, eg, eu, eo, ex_slot, ex_pos, a->xg, a->ga, out};
+    moe_task t = {D, F, S, x, gw, eg, eu, eo, ex_slot, ex_pos, a->xg, a->ga, out, a->es + l * N * S * F};
 
     tops_matmul(X, z, x, lw->router, N, D, R);                                            /* [N][R] */
     smoe_status st = smoe_troute_forward(&c->router, N, z, bias, rng, ids, gw, state, &a->rstats[l]); /* [N][S] */

@@ -125,6 +125,7 @@ smoe_status smoe_tacts_init(smoe_tacts *a, const smoe_tconfig *c, int32_t B, int
     ALLOC(ex_pos, L * N * S);
     ALLOC(eg, L * N * S * F);
     ALLOC(eu, L * N * S * F);
+    ALLOC(es, L * N * S * F);
     ALLOC(eo, L * N * S * D);
     ALLOC(xf, N * D);
     ALLOC(rsf, N);
@@ -159,7 +160,7 @@ oom:
 
 void smoe_tacts_free(smoe_tacts *a) {
     void *bufs[] = {a->h,   a->xn1, a->rs1, a->q,      a->k,   a->v,  a->att, a->ao,  a->hm,  a->xn2,  a->rs2,
-                    a->rz,  a->rstate, a->ids, a->gw, a->ex_off, a->ex_slot, a->ex_pos, a->eg, a->eu, a->eo, a->xf, a->rsf,
+                    a->rz,  a->rstate, a->ids, a->gw, a->ex_off, a->ex_slot, a->ex_pos, a->eg, a->eu, a->es, a->eo, a->xf, a->rsf,
                     a->logits, a->dh, a->dx, a->dbuf, a->dq, a->dk, a->dv, a->dgw, a->drz, a->xg, a->ga, a->dg,
                     a->du, a->dyo, a->rope, a->hf_F, a->ws, a->ws1, a->attn_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) smoe_free_aligned(bufs[i]);

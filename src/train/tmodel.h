@@ -90,6 +90,7 @@ typedef struct smoe_tacts {
     int32_t *ex_pos;       /* [L][N*S] the inverse: grouped index of slot token*S + s, -1 if none */
     float *eg;             /* [L][N*S][F] gate pre-activation of each assignment (grouped order) */
     float *eu;             /* [L][N*S][F] up pre-activation */
+    float *es;             /* [L][N*S][F] sigmoid of the gate pre-activation */
     float *eo;             /* [L][N*S][D] expert output (before the gate weight) */
     float *xf;             /* [N][D] RMSNorm(h[L]) * output_norm */
     float *rsf;            /* [N] */

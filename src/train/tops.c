@@ -152,13 +152,18 @@ typedef struct attn_task {
 
 /* One work item = (sequence b, kv head g) with its group of query heads, so that in the
  * backward pass only this item adds into dk and dv of head g; each item runs its matrix
- * products on its own thread (tgemm without a pool, the thread's workspace). The full
- * T x T score matrix is computed and the future masked to probability 0, which the
- * products then skip exactly (fma(0, v, s) = s). */
+ * products on its own thread (tgemm without a pool, the thread's workspace). The products
+ * run over blocks of ATTN_BT query rows and stop at the causal edge of their block; the
+ * future inside a block is masked to probability 0, which the products then add exactly
+ * (fma(0, v, s) = s), so the block size does not change a bit of the result. */
+#ifndef ATTN_BT
+#define ATTN_BT 64
+#endif
 #define ATTN_ITEM_SETUP                                                                          \
     const int64_t b = w / Hkv, g = w % Hkv, ldq = (int64_t)H * Dh, ldk = (int64_t)Hkv * Dh;    \
     const float *K = a->k + b * T * ldk + g * Dh, *V = a->v + b * T * ldk + g * Dh;            \
-    void *ws = (char *)x->ws1 + (size_t)ith * x->ws1_bytes
+    void *ws = (char *)x->ws1 + (size_t)ith * x->ws1_bytes;                                     \
+    const size_t wsb = x->ws1_bytes
 
 static void attn_fwd_kernel(void *arg, int ith, int nth) {
     const attn_task *a = arg;
@@ -170,19 +175,22 @@ static void attn_fwd_kernel(void *arg, int ith, int nth) {
         for (int32_t hh = 0; hh < group; hh++) {
             const int64_t h = g * group + hh;
             const float *Q = a->q + b * T * ldq + h * Dh;
-            float *P = a->P + (b * H + h) * (int64_t)T * T;
-            tgemm(NULL, ws, x->ws1_bytes, false, T, T, Dh, Q, ldq, false, K, ldk, true, P, T); /* S = Q K^T */
-            for (int32_t t = 0; t < T; t++) {                                                   /* causal softmax */
-                float *row = P + (int64_t)t * T, mx = -INFINITY;
-                for (int32_t j = 0; j <= t; j++) mx = fmaxf(mx, row[j] *= scale);
-                double sum = 0;
-                for (int32_t j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
-                const float inv = (float)(1.0 / sum);
-                for (int32_t j = 0; j <= t; j++) row[j] *= inv;
-                for (int32_t j = t + 1; j < T; j++) row[j] = 0.0f;
+            float *P = a->P + (b * H + h) * (int64_t)T * T, *O = a->out + b * T * ldq + h * Dh;
+            for (int64_t r0 = 0; r0 < T; r0 += ATTN_BT) {
+                const int64_t r1 = SMOE_MIN(r0 + ATTN_BT, (int64_t)T);
+                tgemm(NULL, ws, wsb, false, r1 - r0, r1, Dh, Q + r0 * ldq, ldq, false, K, ldk, true, P + r0 * T, T);
+                for (int64_t t = r0; t < r1; t++) {                                     /* S = Q K^T -> softmax */
+                    float *row = P + t * T, mx = -INFINITY;
+                    for (int64_t j = 0; j <= t; j++) mx = fmaxf(mx, row[j] *= scale);
+                    double sum = 0;
+                    for (int64_t j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
+                    const float inv = (float)(1.0 / sum);
+                    for (int64_t j = 0; j <= t; j++) row[j] *= inv;
+                    for (int64_t j = t + 1; j < T; j++) row[j] = 0.0f;
+                }
+                tgemm(NULL, ws, wsb, false, r1 - r0, Dh, r1, P + r0 * T, T, false, V, ldk, false, O + r0 * ldq,
+                      ldq);                                                              /* O = P V */
             }
-            tgemm(NULL, ws, x->ws1_bytes, false, T, Dh, T, P, T, false, V, ldk, false, a->out + b * T * ldq + h * Dh,
-                  ldq);                                                                          /* O = P V */
         }
     }
 }
@@ -194,7 +202,8 @@ void tops_attention(const tops_ctx *x, float *out, float *P, const float *q, con
 }
 
 /* O = P V with P = softmax(scale Q K^T): dP = dO V^T, dV += P^T dO,
- * dS = P * (dP - rowsum(P * dP)) * scale, dQ += dS K, dK += dS^T Q. */
+ * dS = P * (dP - rowsum(P * dP)) * scale, dQ += dS K, dK += dS^T Q. dK and dV of key
+ * block [c0, c1) take the query rows from c0 on (the rows before it see none of it). */
 static void attn_bwd_kernel(void *arg, int ith, int nth) {
     const attn_task *a = arg;
     const tops_ctx *x = a->ctx;
@@ -208,19 +217,29 @@ static void attn_bwd_kernel(void *arg, int ith, int nth) {
             const int64_t h = g * group + hh;
             const float *Q = a->q + b * T * ldq + h * Dh, *dO = a->dout + b * T * ldq + h * Dh;
             const float *P = a->Pc + (b * H + h) * (int64_t)T * T;
-            tgemm(NULL, ws, x->ws1_bytes, false, T, T, Dh, dO, ldq, false, V, ldk, true, dS, T); /* dP */
-            for (int32_t t = 0; t < T; t++) {
-                const float *pr = P + (int64_t)t * T;
-                float *row = dS + (int64_t)t * T;
-                double pdp = 0;
-                for (int32_t j = 0; j <= t; j++) pdp += (double)pr[j] * row[j];
-                for (int32_t j = 0; j <= t; j++) row[j] = pr[j] * (row[j] - (float)pdp) * scale;
-                for (int32_t j = t + 1; j < T; j++) row[j] = 0.0f;
+            float *dQ = a->dq + b * T * ldq + h * Dh;
+            for (int64_t r0 = 0; r0 < T; r0 += ATTN_BT) {
+                const int64_t r1 = SMOE_MIN(r0 + ATTN_BT, (int64_t)T);
+                tgemm(NULL, ws, wsb, false, r1 - r0, r1, Dh, dO + r0 * ldq, ldq, false, V, ldk, true, dS + r0 * T,
+                      T);                                                                /* dP */
+                for (int64_t t = r0; t < r1; t++) {
+                    const float *pr = P + t * T;
+                    float *row = dS + t * T;
+                    double pdp = 0;
+                    for (int64_t j = 0; j <= t; j++) pdp += (double)pr[j] * row[j];
+                    for (int64_t j = 0; j <= t; j++) row[j] = pr[j] * (row[j] - (float)pdp) * scale;
+                    for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;
+                }
+                tgemm(NULL, ws, wsb, true, r1 - r0, Dh, r1, dS + r0 * T, T, false, K, ldk, false, dQ + r0 * ldq,
+                      ldq);                                                              /* dQ += dS K */
             }
-            tgemm(NULL, ws, x->ws1_bytes, true, T, Dh, T, dS, T, false, K, ldk, false, a->dq + b * T * ldq + h * Dh,
-                  ldq);                                                                         /* dQ += dS K */
-            tgemm(NULL, ws, x->ws1_bytes, true, T, Dh, T, dS, T, true, Q, ldq, false, dK, ldk); /* dK += dS^T Q */
-            tgemm(NULL, ws, x->ws1_bytes, true, T, Dh, T, P, T, true, dO, ldq, false, dV, ldk); /* dV += P^T dO */
+            for (int64_t c0 = 0; c0 < T; c0 += ATTN_BT) {
+                const int64_t c1 = SMOE_MIN(c0 + ATTN_BT, (int64_t)T);
+                tgemm(NULL, ws, wsb, true, c1 - c0, Dh, T - c0, dS + c0 * T + c0, T, true, Q + c0 * ldq, ldq, false,
+                      dK + c0 * ldk, ldk);                                               /* dK += dS^T Q */
+                tgemm(NULL, ws, wsb, true, c1 - c0, Dh, T - c0, P + c0 * T + c0, T, true, dO + c0 * ldq, ldq, false,
+                      dV + c0 * ldk, ldk);                                               /* dV += P^T dO */
+            }
         }
     }
 }

@@ -209,10 +209,10 @@ smoe_status smoe_trainer_step(smoe_trainer *t, const int32_t *tokens, const int3
     if (!isfinite(loss)) return smoe_err(SMOE_ERR_RANGE, "step %lld: the loss is not finite (training diverged; lower --lr)",
                                          (long long)t->step + 1);
     smoe_tbackward(&t->cfg, &t->W, &t->G, &t->acts, t->pool, tokens, targets);
-    const double norm = smoe_grad_clip(t->pool, t->g, t->n, t->p.clip);
+    const double norm = smoe_grad_norm(t->pool, t->g, t->n);
     if (!isfinite(norm)) return smoe_err(SMOE_ERR_RANGE, "step %lld: the gradient is not finite", (long long)t->step + 1);
     const float lr = smoe_lr_at(t->p.lr, t->p.min_lr, t->step + 1, t->p.warmup, t->p.steps);
-    smoe_adamw_step(t->pool, &t->opt, lr, t->step + 1, t->w, t->g, t->m, t->v, t->n);
+    smoe_adamw_step(t->pool, &t->opt, lr, t->step + 1, smoe_clip_scale(norm, t->p.clip), t->w, t->g, t->m, t->v, t->n);
     count_loads(t);
     if (t->bias)
         for (int l = 0; l < t->cfg.n_layer; l++)

@@ -1,0 +1,203 @@
+/*
+ * test_tops.c - the training ops of src/train/tops.c against naive double-precision
+ * twins on random data with awkward sizes (the matmuls: tests/test_tgemm.c): causal
+ * grouped-query attention forward and backward (T over several row blocks, not a
+ * multiple of the block), RMSNorm forward and backward, cross-entropy; and the same bits
+ * with 1, 2 and 3 threads.
+ */
+#include "smoe.h"
+#include "testhelp.h"
+#include "train/tgemm.h"
+#include "train/tops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 12345;
+static float urand(void) { /* uniform in [-1, 1) */
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) * 0x1.0p-24 * 2.0 - 1.0);
+}
+static float *rand_buf(size_t n) {
+    float *p = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) p[i] = urand();
+    return p;
+}
+
+typedef struct env {
+    smoe_pool *pool;
+    tops_ctx ctx;
+} env;
+
+static void env_init(env *e, int threads, int T) {
+    CHECK_OK(smoe_pool_init(threads, &e->pool));
+    e->ctx.pool = e->pool;
+    e->ctx.ws_bytes = tgemm_ws_bytes_max(threads);
+    e->ctx.ws = malloc(e->ctx.ws_bytes);
+    e->ctx.ws1_bytes = (tgemm_ws_bytes_max(1) + 63) / 64 * 64;
+    e->ctx.ws1 = malloc(e->ctx.ws1_bytes * (size_t)threads);
+    e->ctx.attn_scratch_floats = (size_t)T * T;
+    e->ctx.attn_scratch = malloc(sizeof(float) * e->ctx.attn_scratch_floats * (size_t)threads);
+}
+
+static void env_free(env *e) {
+    smoe_pool_free(e->pool);
+    free(e->ctx.ws);
+    free(e->ctx.ws1);
+    free(e->ctx.attn_scratch);
+}
+
+static double rel_err(const float *got, const double *ref, size_t n) {
+    double dd = 0, rr = 0;
+    for (size_t i = 0; i < n; i++) dd += (got[i] - ref[i]) * (got[i] - ref[i]), rr += ref[i] * ref[i];
+    return sqrt(dd / (rr > 0 ? rr : 1));
+}
+
+/* Naive double attention forward and backward of one configuration. */
+static void attention_ref(const float *q, const float *k, const float *v, const float *dout, int B, int T, int H,
+                          int Hkv, int Dh, double *out, double *dq, double *dk, double *dv) {
+    const int group = H / Hkv;
+    const double scale = 1.0 / sqrt((double)Dh);
+    double *p = malloc(sizeof(double) * (size_t)T), *dp = malloc(sizeof(double) * (size_t)T);
+    memset(dq, 0, sizeof(double) * (size_t)B * T * H * Dh);
+    memset(dk, 0, sizeof(double) * (size_t)B * T * Hkv * Dh);
+    memset(dv, 0, sizeof(double) * (size_t)B * T * Hkv * Dh);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const int g = h / group;
+                const float *qr = q + ((size_t)(b * T + t) * H + h) * Dh;
+                double mx = -INFINITY, sum = 0;
+                for (int s = 0; s <= t; s++) {
+                    const float *kr = k + ((size_t)(b * T + s) * Hkv + g) * Dh;
+                    double d = 0;
+                    for (int i = 0; i < Dh; i++) d += (double)qr[i] * kr[i];
+                    p[s] = d * scale;
+                    mx = fmax(mx, p[s]);
+                }
+                for (int s = 0; s <= t; s++) sum += (p[s] = exp(p[s] - mx));
+                for (int s = 0; s <= t; s++) p[s] /= sum;
+                double *o = out + ((size_t)(b * T + t) * H + h) * Dh;
+                const float *dor = dout + ((size_t)(b * T + t) * H + h) * Dh;
+                for (int i = 0; i < Dh; i++) o[i] = 0;
+                double pdp = 0;
+                for (int s = 0; s <= t; s++) {
+                    const float *vr = v + ((size_t)(b * T + s) * Hkv + g) * Dh;
+                    double d = 0;
+                    for (int i = 0; i < Dh; i++) o[i] += p[s] * vr[i], d += (double)dor[i] * vr[i];
+                    dp[s] = d;
+                    pdp += p[s] * d;
+                    double *dvr = dv + ((size_t)(b * T + s) * Hkv + g) * Dh;
+                    for (int i = 0; i < Dh; i++) dvr[i] += p[s] * dor[i];
+                }
+                double *dqr = dq + ((size_t)(b * T + t) * H + h) * Dh;
+                for (int s = 0; s <= t; s++) {
+                    const double ds = p[s] * (dp[s] - pdp) * scale;
+                    const float *kr = k + ((size_t)(b * T + s) * Hkv + g) * Dh;
+                    double *dkr = dk + ((size_t)(b * T + s) * Hkv + g) * Dh;
+                    for (int i = 0; i < Dh; i++) dqr[i] += ds * kr[i], dkr[i] += ds * qr[i];
+                }
+            }
+    free(p);
+    free(dp);
+}
+
+static void test_attention(int B, int T, int H, int Hkv, int Dh) {
+    const size_t nq = (size_t)B * T * H * Dh, nk = (size_t)B * T * Hkv * Dh;
+    float *q = rand_buf(nq), *k = rand_buf(nk), *v = rand_buf(nk), *dout = rand_buf(nq);
+    double *out_r = malloc(sizeof(double) * nq), *dq_r = malloc(sizeof(double) * nq);
+    double *dk_r = malloc(sizeof(double) * nk), *dv_r = malloc(sizeof(double) * nk);
+    attention_ref(q, k, v, dout, B, T, H, Hkv, Dh, out_r, dq_r, dk_r, dv_r);
+    float *first[4] = {0};
+    for (int threads = 1; threads <= 3; threads++) {
+        env e;
+        env_init(&e, threads, T);
+        float *out = malloc(sizeof(float) * nq), *P = malloc(sizeof(float) * (size_t)B * H * T * T);
+        float *dq = calloc(nq, sizeof(float)), *dk = calloc(nk, sizeof(float)), *dv = calloc(nk, sizeof(float));
+        tops_attention(&e.ctx, out, P, q, k, v, B, T, H, Hkv, Dh);
+        tops_attention_bwd(&e.ctx, dq, dk, dv, dout, P, q, k, v, B, T, H, Hkv, Dh);
+        const double eo = rel_err(out, out_r, nq), eq = rel_err(dq, dq_r, nq), ek = rel_err(dk, dk_r, nk),
+                     ev = rel_err(dv, dv_r, nk);
+        CHECK(eo < 1e-5 && eq < 1e-5 && ek < 1e-5 && ev < 1e-5,
+              "attention B%d T%d H%d/%d Dh%d, %d threads: rel err out %.2g dq %.2g dk %.2g dv %.2g", B, T, H, Hkv, Dh,
+              threads, eo, eq, ek, ev);
+        float *res[4] = {out, dq, dk, dv};
+        const size_t len[4] = {nq, nq, nk, nk};
+        for (int i = 0; i < 4; i++) {
+            if (threads == 1) {
+                first[i] = res[i];
+                continue;
+            }
+            CHECK(!memcmp(first[i], res[i], sizeof(float) * len[i]), "attention output %d: %d threads = 1 thread", i,
+                  threads);
+            free(res[i]);
+        }
+        free(P);
+        env_free(&e);
+    }
+    for (int i = 0; i < 4; i++) free(first[i]);
+    free(q), free(k), free(v), free(dout), free(out_r), free(dq_r), free(dk_r), free(dv_r);
+}
+
+static void test_rmsnorm_and_ce(int N, int D, int V) {
+    float *x = rand_buf((size_t)N * D), *w = rand_buf((size_t)D), *dy = rand_buf((size_t)N * D);
+    float *y = malloc(sizeof(float) * (size_t)N * D), *rs = malloc(sizeof(float) * (size_t)N);
+    float *dx = calloc((size_t)N * D, sizeof(float)), *dw = calloc((size_t)D, sizeof(float));
+    double *y_r = malloc(sizeof(double) * (size_t)N * D), *dx_r = malloc(sizeof(double) * (size_t)N * D);
+    double *dw_r = calloc((size_t)D, sizeof(double));
+    const double eps = 1e-5;
+    for (int n = 0; n < N; n++) {
+        double ss = 0, gx = 0;
+        for (int d = 0; d < D; d++) ss += (double)x[n * D + d] * x[n * D + d];
+        const double r = 1.0 / sqrt(ss / D + eps);
+        for (int d = 0; d < D; d++) {
+            y_r[n * D + d] = x[n * D + d] * r * w[d];
+            gx += (double)dy[n * D + d] * w[d] * x[n * D + d];
+            dw_r[d] += (double)dy[n * D + d] * x[n * D + d] * r;
+        }
+        for (int d = 0; d < D; d++) dx_r[n * D + d] = r * dy[n * D + d] * w[d] - gx * r * r * r / D * x[n * D + d];
+    }
+    env e;
+    env_init(&e, 2, 1);
+    tops_rmsnorm(&e.ctx, y, rs, x, w, N, D, (float)eps);
+    tops_rmsnorm_bwd(&e.ctx, dx, dw, dy, x, rs, w, N, D);
+    CHECK(rel_err(y, y_r, (size_t)N * D) < 1e-6, "rmsnorm forward N%d D%d", N, D);
+    CHECK(rel_err(dx, dx_r, (size_t)N * D) < 1e-5, "rmsnorm backward dx N%d D%d", N, D);
+    CHECK(rel_err(dw, dw_r, (size_t)D) < 1e-5, "rmsnorm backward dw N%d D%d", N, D);
+
+    float *logits = rand_buf((size_t)N * V);
+    int32_t *tg = malloc(sizeof(int32_t) * (size_t)N);
+    double ce_r = 0;
+    for (int n = 0; n < N; n++) {
+        tg[n] = (int32_t)((n * 7919u) % (unsigned)V);
+        double mx = -INFINITY, s = 0;
+        for (int j = 0; j < V; j++) mx = fmax(mx, 4.0 * logits[n * V + j]);
+        for (int j = 0; j < V; j++) s += exp(4.0 * logits[n * V + j] - mx);
+        ce_r += (log(s) + mx - 4.0 * logits[n * V + tg[n]]) / N;
+    }
+    for (size_t i = 0; i < (size_t)N * V; i++) logits[i] *= 4.0f;
+    const double ce = tops_cross_entropy(&e.ctx, logits, tg, N, V);
+    CHECK(fabs(ce - ce_r) < 1e-6 * fabs(ce_r), "cross-entropy %.9f vs %.9f", ce, ce_r);
+    double worst = 0;
+    for (int n = 0; n < N; n++) {
+        double s = 0;
+        for (int j = 0; j < V; j++) s += logits[n * V + j];
+        worst = fmax(worst, fabs(s - 1));
+    }
+    CHECK(worst < 1e-5, "softmax rows sum to 1 (worst %.2g)", worst);
+    env_free(&e);
+    free(x), free(w), free(dy), free(y), free(rs), free(dx), free(dw), free(y_r), free(dx_r), free(dw_r), free(logits),
+        free(tg);
+}
+
+int main(void) {
+    test_attention(1, 1, 1, 1, 2);
+    test_attention(2, 17, 4, 2, 8);
+    test_attention(2, 150, 4, 2, 16); /* three row blocks, the last partial */
+    test_attention(1, 64, 6, 3, 32);
+    test_attention(1, 129, 2, 1, 10);
+    test_rmsnorm_and_ce(37, 65, 103);
+    test_rmsnorm_and_ce(1, 8, 2);
+    return TEST_REPORT();
+}
