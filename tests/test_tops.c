@@ -177,15 +177,23 @@ static void test_rmsnorm_and_ce(int N, int D, int V) {
         ce_r += (log(s) + mx - 4.0 * logits[n * V + tg[n]]) / N;
     }
     for (size_t i = 0; i < (size_t)N * V; i++) logits[i] *= 4.0f;
+    float *l0 = malloc(sizeof(float) * (size_t)N * V);
+    memcpy(l0, logits, sizeof(float) * (size_t)N * V);
     const double ce = tops_cross_entropy(&e.ctx, logits, tg, N, V);
     CHECK(fabs(ce - ce_r) < 1e-6 * fabs(ce_r), "cross-entropy %.9f vs %.9f", ce, ce_r);
+    /* the logits now hold dCE/dlogits = (softmax - onehot) / N */
     double worst = 0;
     for (int n = 0; n < N; n++) {
-        double s = 0;
-        for (int j = 0; j < V; j++) s += logits[n * V + j];
-        worst = fmax(worst, fabs(s - 1));
+        double mx = -INFINITY, s = 0;
+        for (int j = 0; j < V; j++) mx = fmax(mx, (double)l0[n * V + j]);
+        for (int j = 0; j < V; j++) s += exp((double)l0[n * V + j] - mx);
+        for (int j = 0; j < V; j++) {
+            const double g = (exp((double)l0[n * V + j] - mx) / s - (j == tg[n])) / N;
+            worst = fmax(worst, fabs(logits[n * V + j] - g) * N);
+        }
     }
-    CHECK(worst < 1e-5, "softmax rows sum to 1 (worst %.2g)", worst);
+    CHECK(worst < 1e-6, "cross-entropy gradient (worst %.2g x 1/N)", worst);
+    free(l0);
     env_free(&e);
     free(x), free(w), free(dy), free(y), free(rs), free(dx), free(dw), free(y_r), free(dx_r), free(dw_r), free(logits),
         free(tg);

@@ -117,13 +117,8 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
                    *X = &Xs;
     SMOE_ASSERT(smoe_pool_size(pool) <= a->ws_threads);
 
-    /* CE = mean_n -log p[n][target]: dlogits = (p - onehot) / N, in place of p */
-    const float invN = 1.0f / (float)N;
-    for (int64_t n = 0; n < N; n++) {
-        float *p = a->logits + n * V;
-        p[targets[n]] -= 1.0f;
-        for (int64_t v = 0; v < V; v++) p[v] *= invN;
-    }
+    /* CE = mean_n -log p[n][target]: the forward pass left dlogits = (p - onehot) / N */
+    (void)targets;
     tops_matmul_bwd_w(X, g->output, a->logits, a->xf, N, D, V);            /* d output */
     memset(dx, 0, sizeof(float) * (size_t)(N * D));
     tops_matmul_bwd_x(X, dx, a->logits, w->output, N, D, V);               /* d xf */
@@ -150,8 +145,8 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
         memset(a->dv, 0, sizeof(float) * (size_t)(N * Dkv));
         tops_attention_bwd(X, a->dq, a->dk, a->dv, a->dbuf, a->att + (int64_t)l * B * H * T * T, q, k, v, B, T, H,
                            Hkv, Dh);
-        tops_rope(a->dq, a->rope, N, T, H, Dh, true);                          /* rotations are orthogonal */
-        tops_rope(a->dk, a->rope, N, T, Hkv, Dh, true);
+        tops_rope(X, a->dq, a->rope, N, T, H, Dh, true);                       /* rotations are orthogonal */
+        tops_rope(X, a->dk, a->rope, N, T, Hkv, Dh, true);
         tops_matmul_bwd_w(X, lg->wq, a->dq, xn1, N, D, Dq);
         tops_matmul_bwd_w(X, lg->wk, a->dk, xn1, N, D, Dkv);
         tops_matmul_bwd_w(X, lg->wv, a->dv, xn1, N, D, Dkv);

@@ -137,17 +137,17 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
         tops_matmul(X, q, xn1, lw->wq, N, D, Dq);                                      /* [N][H*Dh] */
         tops_matmul(X, k, xn1, lw->wk, N, D, Dkv);                                     /* [N][Hkv*Dh] */
         tops_matmul(X, v, xn1, lw->wv, N, D, Dkv);                                     /* [N][Hkv*Dh] */
-        tops_rope(q, a->rope, N, T, H, Dh, false);
-        tops_rope(k, a->rope, N, T, Hkv, Dh, false);
+        tops_rope(X, q, a->rope, N, T, H, Dh, false);
+        tops_rope(X, k, a->rope, N, T, Hkv, Dh, false);
         tops_attention(X, ao, a->att + (int64_t)l * B * H * T * T, q, k, v, B, T, H, Hkv, Dh); /* [N][H*Dh] */
         tops_matmul(X, tmp, ao, lw->wo, N, Dq, D);                                     /* [N][D] */
-        for (int64_t i = 0; i < N * D; i++) hm[i] = h[i] + tmp[i];                       /* h += attn */
+        tops_add(X, hm, h, tmp, N * D);                                                   /* h += attn */
 
         /* mixture of experts */
         tops_rmsnorm(X, xn2, a->rs2 + l * N, hm, lw->ffn_norm, N, D, c->norm_eps);          /* [N][D] */
         smoe_status st = moe_forward(c, lw, a, l, X, bias ? bias + (int64_t)l * E : NULL, rng, tmp); /* [N][D] */
         if (st) return st;
-        for (int64_t i = 0; i < N * D; i++) hn[i] = hm[i] + tmp[i];                      /* h += moe */
+        tops_add(X, hn, hm, tmp, N * D);                                                  /* h += moe */
         aux += a->rstats[l].aux;
         zl += a->rstats[l].z;
     }
@@ -159,7 +159,7 @@ smoe_status smoe_tforward(const smoe_tconfig *c, const smoe_tweights *w, smoe_ta
 
     tops_rmsnorm(X, a->xf, a->rsf, a->h + (int64_t)L * N * D, w->output_norm, N, D, c->norm_eps); /* [N][D] */
     tops_matmul(X, a->logits, a->xf, w->output, N, D, V);                              /* [N][V] */
-    if (ce) *ce = targets ? tops_cross_entropy(X, a->logits, targets, N, V) : 0.0;     /* logits -> probs */
+    if (ce) *ce = targets ? tops_cross_entropy(X, a->logits, targets, N, V) : 0.0;     /* logits -> dCE/dlogits */
     if (aux_total) *aux_total = aux;
     if (z_total) *z_total = zl;
     return SMOE_OK;

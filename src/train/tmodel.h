@@ -94,7 +94,7 @@ typedef struct smoe_tacts {
     float *eo;             /* [L][N*S][D] expert output (before the gate weight) */
     float *xf;             /* [N][D] RMSNorm(h[L]) * output_norm */
     float *rsf;            /* [N] */
-    float *logits;         /* [N][V]; after the loss: softmax probabilities */
+    float *logits;         /* [N][V]; after the loss (targets given): dCE/dlogits */
     smoe_troute_stats rstats[SMOE_TLAYER_MAX];
     size_t state_floats;   /* per layer */
     /* scratch of the backward pass */

@@ -126,19 +126,44 @@ void tops_rope_table(float *table, int32_t T, int32_t Dh, float base) {
         }
 }
 
-void tops_rope(float *x, const float *table, int64_t N, int32_t T, int32_t nh, int32_t Dh, bool inverse) {
-    for (int64_t n = 0; n < N; n++) {
-        const float *cs = table + (size_t)(n % T) * (size_t)Dh;
-        for (int32_t h = 0; h < nh; h++) {
-            float *v = x + (n * nh + h) * Dh;
+typedef struct rope_task {
+    float *x, *y;
+    const float *table, *a, *b;
+    int32_t T, nh, Dh;
+    bool inverse;
+} rope_task;
+
+static void rope_rows(void *arg, int64_t n0, int64_t n1) {
+    const rope_task *r = arg;
+    const int32_t Dh = r->Dh;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *cs = r->table + (size_t)(n % r->T) * (size_t)Dh;
+        for (int32_t h = 0; h < r->nh; h++) {
+            float *v = r->x + (n * r->nh + h) * Dh;
             for (int32_t i = 0; i < Dh / 2; i++) {
-                const float c = cs[2 * i], s = inverse ? -cs[2 * i + 1] : cs[2 * i + 1];
+                const float c = cs[2 * i], s = r->inverse ? -cs[2 * i + 1] : cs[2 * i + 1];
                 const float a = v[2 * i], b = v[2 * i + 1];
                 v[2 * i] = a * c - b * s;
                 v[2 * i + 1] = a * s + b * c;
             }
         }
     }
+}
+
+void tops_rope(const tops_ctx *ctx, float *x, const float *table, int64_t N, int32_t T, int32_t nh, int32_t Dh,
+               bool inverse) {
+    rope_task r = {.x = x, .table = table, .T = T, .nh = nh, .Dh = Dh, .inverse = inverse};
+    tops_parallel(ctx, N, rope_rows, &r);
+}
+
+static void add_rows(void *arg, int64_t i0, int64_t i1) {
+    const rope_task *r = arg;
+    for (int64_t i = i0; i < i1; i++) r->y[i] = r->a[i] + r->b[i];
+}
+
+void tops_add(const tops_ctx *ctx, float *y, const float *a, const float *b, int64_t count) {
+    rope_task r = {.y = y, .a = a, .b = b};
+    tops_parallel(ctx, count, add_rows, &r);
 }
 
 /* ------------------------------------------------------------------ attention */
@@ -258,7 +283,7 @@ void tops_attention_bwd(const tops_ctx *x, float *dq, float *dk, float *dv, cons
 typedef struct ce_task {
     float *logits;
     const int32_t *targets;
-    int64_t N, V;
+    int64_t N, V, Ntotal;
     double *loss; /* [N] */
 } ce_task;
 
@@ -275,8 +300,9 @@ static void ce_kernel(void *arg, int ith, int nth) {
         double sum = 0;
         for (int64_t v = 0; v < c->V; v++) sum += (l[v] = expf(l[v] - mx));
         c->loss[n] = log(sum) + mx - ly;
-        const float inv = (float)(1.0 / sum);
-        for (int64_t v = 0; v < c->V; v++) l[v] *= inv;
+        const float inv = (float)(1.0 / sum), invN = 1.0f / (float)c->Ntotal;
+        for (int64_t v = 0; v < c->V; v++) l[v] = l[v] * inv * invN;
+        l[y] -= invN;
     }
 }
 
@@ -285,7 +311,7 @@ double tops_cross_entropy(const tops_ctx *x, float *logits, const int32_t *targe
     double total = 0;
     for (int64_t n0 = 0; n0 < N; n0 += 1024) { /* bounded scratch on the stack */
         const int64_t m = SMOE_MIN((int64_t)1024, N - n0);
-        ce_task c = {logits + n0 * V, targets + n0, m, V, loss};
+        ce_task c = {logits + n0 * V, targets + n0, m, V, N, loss};
         smoe_pool_run(x->pool, ce_kernel, &c);
         for (int64_t n = 0; n < m; n++) total += loss[n];
     }

@@ -46,7 +46,10 @@ void tops_rmsnorm_bwd(const tops_ctx *ctx, float *dx, float *dw, const float *dy
 /* table[T][Dh/2][2] = cos, sin of pos * base^(-2i/Dh) (llama.cpp "normal" mode, adjacent pairs) */
 void tops_rope_table(float *table, int32_t T, int32_t Dh, float base);
 /* Rotate x[N][nh][Dh] in place, token n at position n % T; inverse: rotate back (backward). */
-void tops_rope(float *x, const float *table, int64_t N, int32_t T, int32_t nh, int32_t Dh, bool inverse);
+void tops_rope(const tops_ctx *ctx, float *x, const float *table, int64_t N, int32_t T, int32_t nh, int32_t Dh,
+               bool inverse);
+/* y[n] = a[n] + b[n] for n < count (y may be a or b). */
+void tops_add(const tops_ctx *ctx, float *y, const float *a, const float *b, int64_t count);
 
 /* Causal grouped-query attention of B sequences of T tokens. q [N][H*Dh], k, v [N][Hkv*Dh];
  * P [B][H][T][T] (row t: t+1 probabilities), out [N][H*Dh]. Scale 1/sqrt(Dh). */
@@ -56,8 +59,8 @@ void tops_attention(const tops_ctx *ctx, float *out, float *P, const float *q, c
 void tops_attention_bwd(const tops_ctx *ctx, float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
                         const float *k, const float *v, int32_t B, int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
 
-/* Mean cross-entropy of logits [N][V] against targets [N]; logits are replaced by their
- * softmax. Returns the mean over N in double. */
+/* Mean cross-entropy of logits [N][V] against targets [N], returned in double; logits are
+ * replaced by the gradient of that mean, (softmax - onehot(target)) / N. */
 double tops_cross_entropy(const tops_ctx *ctx, float *logits, const int32_t *targets, int64_t N, int64_t V);
 
 #endif /* SMOE_TOPS_H */

@@ -199,10 +199,18 @@ static void count_loads(smoe_trainer *t) {
         smoe_troute_add_loads(&t->cfg.router, t->acts.rstate + (size_t)l * t->acts.state_floats, t->loads + l * E);
 }
 
+/* g = 0 on all threads (the block is tens of MB: one thread would leave the others idle). */
+static void zero_kernel(void *arg, int ith, int nth) {
+    const smoe_trainer *t = arg;
+    int64_t i0, i1;
+    smoe_split(t->n, ith, nth, &i0, &i1);
+    memset(t->g + i0, 0, sizeof(float) * (size_t)(i1 - i0));
+}
+
 smoe_status smoe_trainer_step(smoe_trainer *t, const int32_t *tokens, const int32_t *targets, smoe_train_stats *out) {
     const smoe_troute_cfg *r = &t->cfg.router;
     double ce, aux, z;
-    memset(t->g, 0, sizeof(float) * (size_t)t->n);
+    smoe_pool_run(t->pool, zero_kernel, t);
     smoe_status st = smoe_tforward(&t->cfg, &t->W, &t->acts, t->pool, tokens, targets, t->bias, &t->rng, &ce, &aux, &z);
     if (st) return st;
     const double loss = ce + r->aux_coef * aux + r->z_coef * z;
