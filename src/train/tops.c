@@ -6,6 +6,7 @@
  */
 #include "train/tops.h"
 #include "train/tgemm.h"
+#include "cpu/vexp.h"
 #include "smoe_internal.h"
 
 #include <math.h>
@@ -207,8 +208,10 @@ static void attn_fwd_kernel(void *arg, int ith, int nth) {
                 for (int64_t t = r0; t < r1; t++) {                                     /* S = Q K^T -> softmax */
                     float *row = P + t * T, mx = -INFINITY;
                     for (int64_t j = 0; j <= t; j++) mx = fmaxf(mx, row[j] *= scale);
+                    for (int64_t j = 0; j <= t; j++) row[j] -= mx;
+                    smoe_vexp(row, row, t + 1);
                     double sum = 0;
-                    for (int64_t j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
+                    for (int64_t j = 0; j <= t; j++) sum += row[j];
                     const float inv = (float)(1.0 / sum);
                     for (int64_t j = 0; j <= t; j++) row[j] *= inv;
                     for (int64_t j = t + 1; j < T; j++) row[j] = 0.0f;
@@ -297,8 +300,10 @@ static void ce_kernel(void *arg, int ith, int nth) {
         for (int64_t v = 0; v < c->V; v++) mx = l[v] > mx ? l[v] : mx;
         const int32_t y = c->targets[n];
         const float ly = l[y];
+        for (int64_t v = 0; v < c->V; v++) l[v] -= mx;
+        smoe_vexp(l, l, c->V);
         double sum = 0;
-        for (int64_t v = 0; v < c->V; v++) sum += (l[v] = expf(l[v] - mx));
+        for (int64_t v = 0; v < c->V; v++) sum += l[v];
         c->loss[n] = log(sum) + mx - ly;
         const float inv = (float)(1.0 / sum), invN = 1.0f / (float)c->Ntotal;
         for (int64_t v = 0; v < c->V; v++) l[v] = l[v] * inv * invN;
