@@ -87,41 +87,36 @@ static void pack_bt_scalar(const float *b, int64_t ldb, int64_t kc, int64_t nc, 
     }
 }
 
-/* B not transposed: panel rows are 16 contiguous floats of a B row. In groups of 8 rows
- * of B, panel by panel: the reads are 8 sequential streams and each panel gets 512
- * contiguous bytes. */
-static void pack_bn(const float *b, int64_t ldb, int64_t kc, int64_t nc, float *bp) {
-    const int64_t full = nc / TGEMM_NR, nj = nc - full * TGEMM_NR;
+/* Panels of `width` (16 for B, 6 for A) from a matrix whose rows along k hold the panel
+ * values contiguously (B not transposed, A transposed): n values of each of kc rows into
+ * ceil(n/width) panels [kc][width], the last one zero-padded. In groups of 8 rows, panel
+ * by panel: the reads are 8 sequential streams and each panel gets 8 * width contiguous
+ * floats. Inlined with a constant width at each use. */
+static inline __attribute__((always_inline)) void pack_rows(const float *src, int64_t ld, int64_t kc, int64_t n,
+                                                           int64_t width, float *dst) {
+    const int64_t full = n / width, rest = n - full * width;
     for (int64_t k0 = 0; k0 < kc; k0 += 8) {
         const int64_t k1 = SMOE_MIN(k0 + 8, kc);
         for (int64_t p = 0; p < full; p++)
             for (int64_t k = k0; k < k1; k++)
-                memcpy(bp + (p * kc + k) * TGEMM_NR, b + k * ldb + p * TGEMM_NR, sizeof(float) * TGEMM_NR);
-        if (nj)
+                memcpy(dst + (p * kc + k) * width, src + k * ld + p * width, sizeof(float) * (size_t)width);
+        if (rest)
             for (int64_t k = k0; k < k1; k++) {
-                float *d = bp + (full * kc + k) * TGEMM_NR;
-                memcpy(d, b + k * ldb + full * TGEMM_NR, sizeof(float) * (size_t)nj);
-                memset(d + nj, 0, sizeof(float) * (size_t)(TGEMM_NR - nj));
+                float *d = dst + (full * kc + k) * width;
+                memcpy(d, src + k * ld + full * width, sizeof(float) * (size_t)rest);
+                memset(d + rest, 0, sizeof(float) * (size_t)(width - rest));
             }
     }
 }
 
-/* A transposed (given as [K][M]): mc rows of op(A) into ceil(mc/6) panels [kc][6], in
- * groups of 8 rows of A as pack_bn does. */
+/* B not transposed: nc columns into panels of 16. */
+static void pack_bn(const float *b, int64_t ldb, int64_t kc, int64_t nc, float *bp) {
+    pack_rows(b, ldb, kc, nc, TGEMM_NR, bp);
+}
+
+/* A transposed (given as [K][M]): mc rows of op(A) into panels of 6. */
 static void pack_at(const float *a, int64_t lda, int64_t kc, int64_t mc, float *ap) {
-    const int64_t full = mc / TGEMM_MR, ni = mc - full * TGEMM_MR;
-    for (int64_t k0 = 0; k0 < kc; k0 += 8) {
-        const int64_t k1 = SMOE_MIN(k0 + 8, kc);
-        for (int64_t p = 0; p < full; p++)
-            for (int64_t k = k0; k < k1; k++)
-                memcpy(ap + (p * kc + k) * TGEMM_MR, a + k * lda + p * TGEMM_MR, sizeof(float) * TGEMM_MR);
-        if (ni)
-            for (int64_t k = k0; k < k1; k++) {
-                float *d = ap + (full * kc + k) * TGEMM_MR;
-                memcpy(d, a + k * lda + full * TGEMM_MR, sizeof(float) * (size_t)ni);
-                memset(d + ni, 0, sizeof(float) * (size_t)(TGEMM_MR - ni));
-            }
-    }
+    pack_rows(a, lda, kc, mc, TGEMM_MR, ap);
 }
 
 /* ------------------------------------------------------------ dispatch */
