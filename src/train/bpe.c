@@ -48,6 +48,7 @@
  * sampling of sentences, the unigram model, user-defined symbols.
  */
 #include "train/bpe.h"
+#include "train/corpus.h"
 
 #include "smoe_internal.h"
 #include "unicode.h"
@@ -56,7 +57,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define WS_CP 0x2581u /* "▁" */
 #define N_CP 0x110000u
@@ -842,21 +842,13 @@ smoe_status smoe_bpe_train_files(const smoe_tokenizer_train_params *p, const cha
     smoe_bpe *b;
     smoe_status st = begin(p, &b);
     if (st) return st;
-    int64_t total = 0;
-    for (int i = 0; i < n_paths; i++) {
-        struct stat sb;
-        if (strcmp(paths[i], "-") != 0 && stat(paths[i], &sb) == 0 && S_ISREG(sb.st_mode)) total += (int64_t)sb.st_size;
-    }
+    const int64_t total = smoe_corpus_bytes(paths, n_paths);
     char *line = NULL;
     size_t cap = 0;
     int64_t next_report = 0;
     for (int i = 0; i < n_paths && !st; i++) {
-        bool is_stdin = strcmp(paths[i], "-") == 0;
-        FILE *f = is_stdin ? stdin : fopen(paths[i], "rb");
-        if (!f) {
-            st = smoe_err(SMOE_ERR_IO, "cannot open '%s': %s", paths[i], strerror(errno));
-            break;
-        }
+        FILE *f;
+        if ((st = smoe_corpus_open(paths[i], &f))) break;
         ssize_t n;
         while ((n = getline(&line, &cap, f)) > 0 && !b->oom) {
             b->st.n_bytes += n;
@@ -866,8 +858,7 @@ smoe_status smoe_bpe_train_files(const smoe_tokenizer_train_params *p, const cha
                 next_report = b->st.n_bytes + (1 << 20);
             }
         }
-        if (ferror(f)) st = smoe_err(SMOE_ERR_IO, "cannot read '%s': %s", paths[i], strerror(errno ? errno : EIO));
-        if (!is_stdin) fclose(f);
+        st = smoe_corpus_close(paths[i], f);
     }
     free(line);
     if (st) {

@@ -21,6 +21,7 @@
  * several tokenizers, streaming files larger than the address space.
  */
 #include "train/data.h"
+#include "train/corpus.h"
 
 #include "smoe_internal.h"
 
@@ -497,18 +498,11 @@ smoe_status smoe_data_prepare(const smoe_data_prepare_params *p, const smoe_toke
     uint8_t head[SMOE_DATA_HEADER_BYTES] = {0};
     if (fwrite(head, 1, sizeof head, tr.f) != sizeof head) tr.err = errno ? errno : EIO;
 
-    int64_t total = 0, done = 0, next_report = 0, n_lines = 0;
-    for (int i = 0; i < n_paths; i++) {
-        struct stat sb;
-        if (strcmp(paths[i], "-") != 0 && stat(paths[i], &sb) == 0 && S_ISREG(sb.st_mode)) total += (int64_t)sb.st_size;
-    }
+    const int64_t total = smoe_corpus_bytes(paths, n_paths);
+    int64_t done = 0, next_report = 0, n_lines = 0;
     for (int i = 0; i < n_paths && !st; i++) {
-        bool is_stdin = strcmp(paths[i], "-") == 0;
-        FILE *f = is_stdin ? stdin : fopen(paths[i], "rb");
-        if (!f) {
-            st = smoe_err(SMOE_ERR_IO, "cannot open '%s': %s", paths[i], strerror(errno));
-            break;
-        }
+        FILE *f;
+        if ((st = smoe_corpus_open(paths[i], &f))) break;
         ssize_t got;
         for (;;) {
             got = getline(&line, &lcap, f);
@@ -557,8 +551,8 @@ smoe_status smoe_data_prepare(const smoe_data_prepare_params *p, const smoe_toke
                 next_report = done + (1 << 20);
             }
         }
-        if (!st && ferror(f)) st = smoe_err(SMOE_ERR_IO, "cannot read '%s': %s", paths[i], strerror(errno ? errno : EIO));
-        if (!is_stdin) fclose(f);
+        const smoe_status cst = smoe_corpus_close(paths[i], f);
+        if (!st) st = cst;
     }
     free(line);
     line = NULL;
