@@ -49,7 +49,7 @@ else
 endif
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-MODEL    ?= tests/data/model/mixtral-tiny-F32.gguf
+MODEL    ?= models/kjv-moe.gguf
 
 .PHONY: all run test test-build test-fast test-san bench fuzz format clean
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
@@ -83,7 +83,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 run: $(SMOE_BIN)
-	./$(SMOE_BIN) run -m $(MODEL) -p "In the beginning" -n 48 --temp 0.8 --seed 42
+	./$(SMOE_BIN) run -m $(MODEL) -p "In the beginning" -n 64 --temp 0.8 --seed 42
 
 test-build: $(SMOE_BIN) $(TEST_BIN)
 
