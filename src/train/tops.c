@@ -207,7 +207,10 @@ static void attn_fwd_kernel(void *arg, int ith, int nth) {
                 tgemm(NULL, ws, wsb, false, r1 - r0, r1, Dh, Q + r0 * ldq, ldq, false, K, ldk, true, P + r0 * T, T);
                 for (int64_t t = r0; t < r1; t++) {                                     /* S = Q K^T -> softmax */
                     float *row = P + t * T, mx = -INFINITY;
-                    for (int64_t j = 0; j <= t; j++) mx = fmaxf(mx, row[j] *= scale);
+                    for (int64_t j = 0; j <= t; j++) {
+                        row[j] *= scale;
+                        mx = row[j] > mx ? row[j] : mx; /* not fmaxf: a call per element */
+                    }
                     for (int64_t j = 0; j <= t; j++) row[j] -= mx;
                     smoe_vexp(row, row, t + 1);
                     double sum = 0;
