@@ -38,13 +38,19 @@ import json,sys; l=[json.loads(x) for x in open('$dir/a/log.jsonl')]
 sys.exit(0 if l[-1]['loss'] < l[0]['loss'] - 0.1 else 1)"
 check "exported model runs" "$SMOE" run -m "$dir/a/model.gguf" -p "And God" -n 8 --temp 0
 
-# kill -9 once step 10 is logged (checkpoint at step 8), resume: same losses, same model
-"$SMOE" train "${common[@]}" --out "$dir/b" & pid=$!
-for _ in $(seq 600); do
-    [ "$(wc -l 2>/dev/null < "$dir/b/log.jsonl" || echo 0)" -ge 10 ] && break
-    sleep 0.05
-done
-kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+# train_killed DIR: start the common run into DIR and kill -9 it once step 10 is logged
+# (the last checkpoint is then step 8's)
+train_killed() {
+    "$SMOE" train "${common[@]}" --out "$1" & local pid=$!
+    for _ in $(seq 600); do
+        [ "$(wc -l 2>/dev/null < "$1/log.jsonl" || echo 0)" -ge 10 ] && break
+        sleep 0.05
+    done
+    kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+
+# kill -9 after step 10, resume: the same losses and the same model as uninterrupted
+train_killed "$dir/b"
 check "resume after kill -9" "$SMOE" train "${common[@]}" --out "$dir/b" --resume
 strip() { sed 's/, "tokens_per_s": [0-9.]*//' "$1"; }
 check "resumed log equals uninterrupted" diff <(strip "$dir/a/log.jsonl") <(strip "$dir/b/log.jsonl")
@@ -81,12 +87,7 @@ expect_fail "unknown option" "unknown option" "$SMOE" train --frobnicate
 # a full disk while checkpointing: kill -9 a run after its step-8 checkpoint, then resume
 # under a file size limit (writes past it fail with EFBIG, SIGXFSZ ignored): the step-12
 # checkpoint cannot be written, the run fails cleanly and the step-8 checkpoint survives
-"$SMOE" train "${common[@]}" --out "$dir/full" & pid=$!
-for _ in $(seq 600); do
-    [ "$(wc -l 2>/dev/null < "$dir/full/log.jsonl" || echo 0)" -ge 10 ] && break
-    sleep 0.05
-done
-kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+train_killed "$dir/full"
 before=$(md5sum < "$dir/full/checkpoint.gguf")
 size_kb=$(( $(stat -c %s "$dir/full/checkpoint.gguf") / 1024 / 2 ))
 expect_fail "full disk (file size limit)" "checkpoint" \
