@@ -1,5 +1,5 @@
 /*
- * test_train.c - training against the train-tiny goldens (../shared/fixtures/train-tiny,
+ * test_train.c - training against the train-tiny goldens (the shared fixture train-tiny,
  * copied to tests/data/train-tiny): Mistral's MoE reference under PyTorch autograd in
  * float64. Checks the logits, the mean cross-entropy, the Switch-style auxiliary loss,
  * every parameter's gradient of CE and of CE + 0.01 aux, and three AdamW steps; then

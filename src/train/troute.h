@@ -16,7 +16,7 @@
  *             including the gradients of the auxiliary losses times their coefficients.
  *             The selection itself is piecewise constant: no gradient flows through it.
  *
- * Definitions, sources and known answers: ../shared/docs/routers.md, copied into
+ * Definitions, sources and known answers: the project's router spec, copied into
  * docs/routers.md; Yuan's router: docs/yuan-router.md (section 11 of docs/routers.md says
  * exactly what smoe implements). This module never allocates or prints; the caller passes a
  * state buffer of smoe_troute_state_floats floats that forward fills and backward reads.
