@@ -137,9 +137,11 @@ smoe_status smoe_tacts_init(smoe_tacts *a, const smoe_tconfig *cfg, int32_t B, i
 void smoe_tacts_free(smoe_tacts *a);
 
 /* Forward over tokens [B][T] with targets [B][T]: fills acts and returns the mean
- * cross-entropy in *ce; aux_total = sum over layers of the load-balancing loss (value
- * without coefficient), z_total likewise. targets may be NULL (logits only). bias: [L][E]
- * (SIGMOID_BIAS) or NULL; rng: noise state. */
+ * cross-entropy in *ce (a->logits then hold dCE/dlogits for the backward pass);
+ * aux_total = sum over layers of the load-balancing loss (value without coefficient),
+ * z_total likewise. targets may be NULL (a->logits keep the logits). bias: [L][E]
+ * (SIGMOID_BIAS) or NULL; rng: noise state. The pool may have at most the threads the
+ * activations were made for (smoe_tacts_init). */
 smoe_status smoe_tforward(const smoe_tconfig *cfg, const smoe_tweights *w, smoe_tacts *a, smoe_pool *pool,
                           const int32_t *tokens, const int32_t *targets, const float *bias, uint64_t *rng, double *ce,
                           double *aux_total, double *z_total);
