@@ -56,6 +56,17 @@ strip() { sed 's/, "tokens_per_s": [0-9.]*//' "$1"; }
 check "resumed log equals uninterrupted" diff <(strip "$dir/a/log.jsonl") <(strip "$dir/b/log.jsonl")
 check "resumed model equals uninterrupted" cmp "$dir/a/model.gguf" "$dir/b/model.gguf"
 
+# text files straight into --data: tokenized once into DIR/data.bin, reused on --resume
+text_common=("${common[@]/$dir\/data.bin/$corpus}")
+check "train on text files" "$SMOE" train "${text_common[@]}" --steps 4 --eval-every 4 --out "$dir/t"
+check "text tokenized into DIR/data.bin" test -s "$dir/t/data.bin"
+check "same tokens as prepare-data" bash -c "'$SMOE' train ${common[*]} --steps 4 --eval-every 4 --out '$dir/t2' &&
+    diff <(sed 's/, \"tokens_per_s\": [0-9.]*//' '$dir/t/log.jsonl') <(sed 's/, \"tokens_per_s\": [0-9.]*//' '$dir/t2/log.jsonl')"
+"$SMOE" tokenizer-train --vocab 300 -o "$dir/tok300.gguf" -q "$corpus" 2>/dev/null
+expect_fail "token file of another tokenizer" "another tokenizer" \
+    "$SMOE" train "${common[@]/$dir\/tok.gguf/$dir/tok300.gguf}" --out "$dir/x"
+expect_fail "token file mixed with text" "token file" "$SMOE" train "${common[@]}" --data "$corpus" --out "$dir/x"
+
 # every router and loss trains a few steps without error and with a finite loss
 for r in topk switch softmax-topk softmax-topk-norm noisy-topk expert-choice attention sigmoid-bias; do
     extra=()

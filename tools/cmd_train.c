@@ -23,12 +23,14 @@
 #include <unistd.h>
 
 static const char *TRAIN_HELP =
-    "usage: smoe train --data FILE --tokenizer TOK.gguf --out DIR [options]\n"
+    "usage: smoe train --data FILE... --tokenizer TOK.gguf --out DIR [options]\n"
     "\n"
     "Train a Mixtral-style MoE language model from scratch (f32, AdamW, explicit\n"
-    "backward pass, all threads). DATA is a token file written by `smoe prepare-data`\n"
-    "with the same tokenizer. DIR gets log.jsonl (one JSON object per step),\n"
-    "checkpoint.gguf and model.gguf (load it with `smoe run -m DIR/model.gguf`).\n"
+    "backward pass, all threads). --data is a token file written by `smoe prepare-data`\n"
+    "with the same tokenizer, or one or more text files (one sentence per line), which\n"
+    "are tokenized once into DIR/data.bin (5 %% of the lines for validation). DIR gets\n"
+    "log.jsonl (one JSON object per step), checkpoint.gguf and model.gguf (load it with\n"
+    "`smoe run -m DIR/model.gguf`).\n"
     "\n"
     "model:\n"
     "      --dim N             embedding size (default 64)\n"
@@ -46,6 +48,9 @@ static const char *TRAIN_HELP =
     "      --z-loss C          router z-loss coefficient (default 0)\n"
     "      --capacity-factor F expert capacity factor, tokens beyond it dropped (default 0 = off)\n"
     "      --bias-rate G       sigmoid-bias update step (default 0.001)\n"
+    "data:\n"
+    "      --data FILE...      token file, or text files (repeat --data or list them)\n"
+    "      --tokenizer FILE    GGUF with the tokenizer (`smoe tokenizer-train`)\n"
     "training:\n"
     "      --seq N             tokens per sequence (default 64)\n"
     "      --batch N           sequences per step (default 8)\n"
@@ -111,9 +116,69 @@ static void fmt_eta(char *buf, size_t cap, double s) {
     else snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
+/* Whether path starts with the token-file magic (else it is taken for text). */
+static bool is_token_file(const char *path) {
+    char magic[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    const bool yes = fread(magic, 1, sizeof magic, f) == sizeof magic && !memcmp(magic, "SMOETOKS", 8);
+    fclose(f);
+    return yes;
+}
+
+/* The token file to train on: data[0] if it is one, else the text files tokenized into
+ * out_dir/data.bin (kept there and reused while its tokenizer matches). Checks that the
+ * file was made with the tokenizer at tok_path. */
+static int open_data(const char **data, int n_data, const char *tok_path, const char *out_dir, bool quiet,
+                     smoe_data **out) {
+    smoe_gguf *g = NULL;
+    smoe_tokenizer *tok = NULL;
+    int rc = 0;
+    char bin[4200];
+    snprintf(bin, sizeof bin, "%s/data.bin", out_dir);
+    if (smoe_gguf_open(tok_path, &g) || smoe_tokenizer_from_gguf(g, &tok)) {
+        rc = fail(tok_path);
+        goto done;
+    }
+    const char *path = data[0];
+    if (n_data > 1 || !is_token_file(data[0])) { /* text */
+        for (int i = 0; i < n_data; i++)
+            if (is_token_file(data[i])) {
+                fprintf(stderr, "%s: %s is a token file; give either one token file or text files\n", g_cmd, data[i]);
+                rc = 2;
+                goto done;
+            }
+        smoe_data *old = NULL;
+        if (smoe_data_open(bin, &old) == SMOE_OK &&
+            smoe_data_get_info(old).tokenizer_fingerprint == smoe_tokenizer_fingerprint(tok)) {
+            if (!quiet) fprintf(stderr, "%s: using %s (tokenized before)\n", g_cmd, bin);
+        } else {
+            smoe_data_prepare_params pp = smoe_data_prepare_default_params();
+            if (!quiet) fprintf(stderr, "%s: tokenizing %d file(s) into %s\n", g_cmd, n_data, bin);
+            if (smoe_data_prepare(&pp, tok, data, n_data, bin, NULL)) rc = fail("tokenizing the corpus");
+        }
+        smoe_data_free(old);
+        path = bin;
+    }
+    if (!rc && smoe_data_open(path, out)) rc = fail(path);
+    if (!rc && smoe_data_get_info(*out).tokenizer_fingerprint != smoe_tokenizer_fingerprint(tok)) {
+        fprintf(stderr, "%s: %s was tokenized with another tokenizer than %s\n", g_cmd, path, tok_path);
+        smoe_data_free(*out);
+        *out = NULL;
+        rc = 1;
+    }
+done:
+    smoe_tokenizer_free(tok);
+    smoe_gguf_free(g);
+    return rc;
+}
+
 int cmd_train(int argc, char **argv) {
     smoe_train_config cfg = smoe_train_default_config();
-    const char *data_path = NULL, *tok_path = NULL, *out_dir = NULL;
+    const char *tok_path = NULL, *out_dir = NULL;
+    const char **data_paths = calloc((size_t)argc, sizeof *data_paths);
+    int n_data = 0;
+    if (!data_paths) return fail("out of memory");
     int32_t threads = 0;
     long eval_every = 100, eval_batches = 8, save_every = -1;
     bool resume = false, quiet = false, min_lr_set = false;
@@ -121,10 +186,11 @@ int cmd_train(int argc, char **argv) {
         const char *a = argv[i];
         if (is_help(a)) {
             fputs(TRAIN_HELP, stdout);
+            free(data_paths);
             return 0;
         }
 #define OPT(name) (!strcmp(a, name))
-        if (OPT("--data")) data_path = opt_value(argc, argv, &i);
+        if (OPT("--data")) data_paths[n_data++] = opt_value(argc, argv, &i);
         else if (OPT("--tokenizer")) tok_path = opt_value(argc, argv, &i);
         else if (OPT("--out")) out_dir = opt_value(argc, argv, &i);
         else if (OPT("--dim")) cfg.n_embd = (int32_t)parse_long(a, opt_value(argc, argv, &i), 2, 65536);
@@ -155,24 +221,29 @@ int cmd_train(int argc, char **argv) {
         else if (OPT("--save-every")) save_every = parse_long(a, opt_value(argc, argv, &i), 1, 1L << 40);
         else if (OPT("--resume")) resume = true;
         else if (OPT("-q") || OPT("--quiet")) quiet = true;
-        else die_usage("unknown option '%s'", a);
+        else if (a[0] == '-' && a[1]) die_usage("unknown option '%s'", a);
+        else if (n_data > 0) data_paths[n_data++] = a; /* more files after --data FILE */
+        else die_usage("unexpected argument '%s' (data files go after --data)", a);
 #undef OPT
     }
-    if (!data_path) die_usage("--data FILE is required (a token file from `smoe prepare-data`)");
+    if (!n_data) die_usage("--data FILE is required (a token file from `smoe prepare-data`, or text files)");
     if (!tok_path) die_usage("--tokenizer TOK.gguf is required");
     if (!out_dir) die_usage("--out DIR is required");
     if (!min_lr_set) cfg.min_lr = cfg.lr / 10;
     if (save_every < 0) save_every = eval_every;
 
-    smoe_data *data = NULL;
-    if (smoe_data_open(data_path, &data)) return fail(data_path);
-    smoe_data_info di = smoe_data_get_info(data);
-    cfg.n_vocab = (int32_t)di.n_vocab;
     if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "%s: cannot create %s: %s\n", g_cmd, out_dir, strerror(errno));
-        smoe_data_free(data);
+        free(data_paths);
         return 1;
     }
+    smoe_data *data = NULL;
+    int drc = open_data(data_paths, n_data, tok_path, out_dir, quiet, &data);
+    const char *data_path = data_paths[0];
+    free(data_paths);
+    if (drc) return drc;
+    smoe_data_info di = smoe_data_get_info(data);
+    cfg.n_vocab = (int32_t)di.n_vocab;
     char ckpt[4096], model_path[4096], log_path[4096];
     if (strlen(out_dir) > 4000) die_usage("--out path too long");
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.gguf", out_dir);
