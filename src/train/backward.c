@@ -19,8 +19,8 @@
 typedef struct moe_bwd_task {
     int64_t D, F, S;
     const float *x, *dy, *gw, *eg, *eu, *es, *eo;
-    const int32_t *ex_slot, *ex_pos;
-    float *dgw, *dyo, *xg, *ga, *dg, *du, *dx;
+    const int32_t *ex_slot;
+    float *dgw, *dyo, *xg, *ga, *dg, *du;
 } moe_bwd_task;
 
 /* Per assignment i (token n, slot s): dw = dy[n] . eo[i], d eo[i] = w dy[n]; the expert
@@ -53,21 +53,6 @@ static void swiglu_bwd_rows(void *arg, int64_t i0, int64_t i1) {
     }
 }
 
-/* dx[n] = sum over the token's slots of the gradient of its expert input (in dyo). */
-static void scatter_rows(void *arg, int64_t n0, int64_t n1) {
-    const moe_bwd_task *t = arg;
-    for (int64_t n = n0; n < n1; n++) {
-        float *dx = t->dx + n * t->D;
-        memset(dx, 0, sizeof(float) * (size_t)t->D);
-        for (int64_t s = 0; s < t->S; s++) {
-            const int32_t p = t->ex_pos[n * t->S + s];
-            if (p < 0) continue;
-            const float *g = t->dyo + (int64_t)p * t->D;
-            for (int64_t d = 0; d < t->D; d++) dx[d] += g[d];
-        }
-    }
-}
-
 /* Gradients of the MoE block of layer l, given dy [N][D] of its output: adds to the
  * expert and router weights' gradients and writes dx [N][D] (of its input xn2). */
 static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlayer *lg, smoe_tacts *a, int l,
@@ -78,8 +63,8 @@ static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlay
     const int32_t *ids = a->ids + l * N * S, *ex_off = a->ex_off + l * (E + 1), *ex_slot = a->ex_slot + l * N * S;
     const float *gw = a->gw + l * N * S, *state = a->rstate + (size_t)l * a->state_floats;
     const float *eg = a->eg + l * N * S * F, *eu = a->eu + l * N * S * F, *eo = a->eo + l * N * S * D;
-    moe_bwd_task t = {D, F, S, x, dy, gw, eg, eu, a->es + l * N * S * F, eo, ex_slot, a->ex_pos + l * N * S,
-                      a->dgw, a->dyo, a->xg, a->ga, a->dg, a->du, dx};
+    moe_bwd_task t = {D, F, S, x, dy, gw, eg, eu, a->es + l * N * S * F, eo, ex_slot,
+                      a->dgw, a->dyo, a->xg, a->ga, a->dg, a->du};
 
     memset(a->dgw, 0, sizeof(float) * (size_t)(N * S));
     tops_parallel(X, ex_off[E], assign_rows, &t);                                /* dw, d eo, xg, silu(g) u */
@@ -101,7 +86,7 @@ static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlay
         tops_matmul_bwd_x(X, dxg, a->dg + o * F, lw->exp_gate + e * F * D, m, D, F);
         tops_matmul_bwd_x(X, dxg, a->du + o * F, lw->exp_up + e * F * D, m, D, F);
     }
-    tops_parallel(X, N, scatter_rows, &t);                                       /* back to the tokens */
+    tops_slot_sum(X, dx, a->dyo, a->ex_pos + l * N * S, NULL, N, S, D);          /* back to the tokens */
     smoe_troute_backward(&c->router, N, z, ids, state, a->dgw,                   /* [N][R] */
                          c->router.aux_style == SMOE_AUX_HF ? a->hf_F : NULL, a->drz);
     tops_matmul_bwd_w(X, lg->router, a->drz, x, N, D, R);                        /* d router */

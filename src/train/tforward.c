@@ -39,9 +39,9 @@ static void group_by_expert(const int32_t *ids, int64_t NS, int32_t E, int32_t *
 /* The element-wise parts of the MoE block, split over the pool (tops_parallel). */
 typedef struct moe_task {
     int64_t D, F, S;
-    const float *x, *gw, *eg, *eu, *eo;
-    const int32_t *ex_slot, *ex_pos;
-    float *xg, *ga, *out, *es;
+    const float *x, *eg, *eu;
+    const int32_t *ex_slot;
+    float *xg, *ga, *es;
 } moe_task;
 
 static void gather_rows(void *arg, int64_t i0, int64_t i1) { /* xg[i] = x[token of assignment i] */
@@ -62,20 +62,6 @@ static void swiglu_rows(void *arg, int64_t i0, int64_t i1) { /* ga = silu(eg) * 
     }
 }
 
-static void combine_rows(void *arg, int64_t n0, int64_t n1) { /* out[n] = sum over its slots of w * eo */
-    const moe_task *t = arg;
-    for (int64_t n = n0; n < n1; n++) {
-        float *o = t->out + n * t->D;
-        memset(o, 0, sizeof(float) * (size_t)t->D);
-        for (int64_t s = 0; s < t->S; s++) {
-            const int32_t p = t->ex_pos[n * t->S + s];
-            if (p < 0) continue;
-            const float wgt = t->gw[n * t->S + s], *e = t->eo + (int64_t)p * t->D;
-            for (int64_t d = 0; d < t->D; d++) o[d] += wgt * e[d];
-        }
-    }
-}
-
 /* out[N][D] = sum over each token's assignments of w * down(silu(gate x) * up x) */
 static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tacts *a, int l, const tops_ctx *X,
                                const float *bias, uint64_t *rng, float *out) {
@@ -87,7 +73,7 @@ static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smo
     int32_t *ex_pos = a->ex_pos + l * N * S;
     float *gw = a->gw + l * N * S, *state = a->rstate + (size_t)l * a->state_floats;
     float *eg = a->eg + l * N * S * F, *eu = a->eu + l * N * S * F, *eo = a->eo + l * N * S * D;
-    moe_task t = {D, F, S, x, gw, eg, eu, eo, ex_slot, ex_pos, a->xg, a->ga, out, a->es + l * N * S * F};
+    moe_task t = {D, F, S, x, eg, eu, ex_slot, a->xg, a->ga, a->es + l * N * S * F};
 
     tops_matmul(X, z, x, lw->router, N, D, R);                                            /* [N][R] */
     smoe_status st = smoe_troute_forward(&c->router, N, z, bias, rng, ids, gw, state, &a->rstats[l]); /* [N][S] */
@@ -106,7 +92,7 @@ static smoe_status moe_forward(const smoe_tconfig *c, const smoe_tlayer *lw, smo
         if (m == 0) continue;
         tops_matmul(X, eo + o * D, a->ga + o * F, lw->exp_down + e * D * F, m, F, D);    /* [m][D] */
     }
-    tops_parallel(X, N, combine_rows, &t);                                                /* [N][D] */
+    tops_slot_sum(X, out, eo, ex_pos, gw, N, S, D);                                       /* [N][D] out[n] = sum w eo */
     return SMOE_OK;
 }
 

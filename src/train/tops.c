@@ -33,6 +33,38 @@ void tops_parallel(const tops_ctx *ctx, int64_t n, tops_range_fn fn, void *arg) 
     smoe_pool_run(ctx->pool, range_kernel, &r);
 }
 
+typedef struct slot_task {
+    float *out;
+    const float *rows, *w;
+    const int32_t *pos;
+    int64_t S, D;
+} slot_task;
+
+static void slot_rows(void *arg, int64_t n0, int64_t n1) {
+    const slot_task *t = arg;
+    for (int64_t n = n0; n < n1; n++) {
+        float *o = t->out + n * t->D;
+        memset(o, 0, sizeof(float) * (size_t)t->D);
+        for (int64_t s = 0; s < t->S; s++) {
+            const int32_t p = t->pos[n * t->S + s];
+            if (p < 0) continue;
+            const float *r = t->rows + (int64_t)p * t->D;
+            if (t->w) {
+                const float wgt = t->w[n * t->S + s];
+                for (int64_t d = 0; d < t->D; d++) o[d] += wgt * r[d];
+            } else {
+                for (int64_t d = 0; d < t->D; d++) o[d] += r[d];
+            }
+        }
+    }
+}
+
+void tops_slot_sum(const tops_ctx *ctx, float *out, const float *rows, const int32_t *pos, const float *w, int64_t N,
+                   int64_t S, int64_t D) {
+    slot_task t = {out, rows, w, pos, S, D};
+    tops_parallel(ctx, N, slot_rows, &t);
+}
+
 /* ------------------------------------------------------------------ matmuls */
 
 /* The three products of a linear layer through the GEMM of tgemm.h: each output is one

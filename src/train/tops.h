@@ -29,6 +29,12 @@ typedef struct tops_ctx {
 typedef void (*tops_range_fn)(void *arg, int64_t i0, int64_t i1);
 void tops_parallel(const tops_ctx *ctx, int64_t n, tops_range_fn fn, void *arg);
 
+/* out[n] = sum over the slots s < S of token n that hold an assignment (pos[n*S+s] >= 0)
+ * of w[n*S+s] * rows[pos] (w NULL: weight 1), in slot order; out [N][D], rows [*][D].
+ * The MoE combine (forward) and the scatter of the expert-input gradients (backward). */
+void tops_slot_sum(const tops_ctx *ctx, float *out, const float *rows, const int32_t *pos, const float *w, int64_t N,
+                   int64_t S, int64_t D);
+
 /* y[N][O] = x[N][I] W^T */
 void tops_matmul(const tops_ctx *ctx, float *y, const float *x, const float *W, int64_t N, int64_t I, int64_t O);
 /* dx[N][I] += dy[N][O] W */
