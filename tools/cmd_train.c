@@ -67,6 +67,8 @@ static const char *TRAIN_HELP =
     "      --save-every N      checkpoint every N steps (default: eval-every)\n"
     "      --out DIR           output directory (created; required)\n"
     "      --resume            continue from DIR/checkpoint.gguf (its settings win)\n"
+    "      --stop-after N      stop after step N with a checkpoint (train in sessions; --resume\n"
+    "                          continues)\n"
     "  -q, --quiet             no progress line\n"
     "  -h, --help              show this help\n";
 
@@ -182,6 +184,7 @@ int cmd_train(int argc, char **argv) {
     int32_t threads = 0;
     long eval_every = 100, eval_batches = 8, save_every = -1;
     bool resume = false, quiet = false, min_lr_set = false;
+    long stop_after = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
@@ -220,6 +223,7 @@ int cmd_train(int argc, char **argv) {
         else if (OPT("--eval-batches")) eval_batches = parse_long(a, opt_value(argc, argv, &i), 1, 1 << 20);
         else if (OPT("--save-every")) save_every = parse_long(a, opt_value(argc, argv, &i), 1, 1L << 40);
         else if (OPT("--resume")) resume = true;
+        else if (OPT("--stop-after")) stop_after = parse_long(a, opt_value(argc, argv, &i), 1, 1L << 40);
         else if (OPT("-q") || OPT("--quiet")) quiet = true;
         else if (a[0] == '-' && a[1]) die_usage("unknown option '%s'", a);
         else if (n_data > 0) data_paths[n_data++] = a; /* more files after --data FILE */
@@ -291,7 +295,8 @@ int cmd_train(int argc, char **argv) {
     const bool tty = !quiet && isatty(2);
     double t_start = now_s(), last_val = -1;
     const int64_t first = smoe_trainer_step_count(tr);
-    while (!rc && smoe_trainer_step_count(tr) < cfg.steps && !g_stop) {
+    while (!rc && smoe_trainer_step_count(tr) < cfg.steps && !g_stop &&
+           (stop_after < 0 || smoe_trainer_step_count(tr) < stop_after)) {
         const int64_t step = smoe_trainer_step_count(tr) + 1;
         if (smoe_data_batch(data, false, cfg.seed, step, cfg.batch, cfg.seq_len, tokens, targets)) {
             rc = fail("batch");
@@ -334,13 +339,15 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (tty) fputc('\n', stderr);
-    if (!rc && g_stop) { /* interrupted: keep what was done */
+    const bool paused = !rc && !g_stop && smoe_trainer_step_count(tr) < cfg.steps; /* --stop-after */
+    if (!rc && (g_stop || paused)) { /* interrupted or paused: keep what was done */
         if (smoe_trainer_save(tr, ckpt)) rc = fail("checkpoint");
-        else fprintf(stderr, "%s: stopped at step %lld; checkpoint saved, continue with --resume\n", g_cmd,
-                     (long long)smoe_trainer_step_count(tr));
-        if (!rc) rc = 130;
+        else if (!quiet || g_stop)
+            fprintf(stderr, "%s: stopped at step %lld; checkpoint saved, continue with --resume\n", g_cmd,
+                    (long long)smoe_trainer_step_count(tr));
+        if (!rc && g_stop) rc = 130;
     }
-    if (!rc) {
+    if (!rc && !paused) {
         if (smoe_trainer_export(tr, tok_path, model_path)) rc = fail("export");
         else if (!quiet)
             fprintf(stderr, "%s: done in %.1f s; model %s, validation loss %.4f\n", g_cmd, now_s() - t_start, model_path,
