@@ -8,22 +8,19 @@
  *   dW   dW[O][I] += dy^T x[T][I]     (A^T packed, B packed)
  * GFLOP/s (2*T*I*O per product) at 1 and 2 threads (or the counts given), best of the
  * runs within BENCH_SECONDS (default 0.5) per entry; the thread counts take turns run by
- * run, so that a neighbour's load on this 2-core machine hits them alike. With --tops
- * first, the plain-C loops of train/tops.c run on the same products for comparison (slow).
+ * run, so that a neighbour's load on this 2-core machine hits them alike.
  *
  * Not part of the test suite. Build and run from the repository root after `make`:
  *
  *   cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Isrc bench/bench_tgemm.c build/libsmoe.a \
- *      -lm -pthread -o build/bench_tgemm && ./build/bench_tgemm [--tops] [threads ...]
+ *      -lm -pthread -o build/bench_tgemm && ./build/bench_tgemm [threads ...]
  */
 #include "cpu/threadpool.h"
 #include "smoe.h"
 #include "train/tgemm.h"
-#include "train/tops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -43,31 +40,25 @@ typedef struct bufs {
     size_t ws_bytes;
 } bufs;
 
-/* form 0 fwd, 1 dx, 2 dW; impl 0 tgemm, 1 tops */
-static void run(smoe_pool *p, const bufs *b, const shape *s, int form, int impl) {
+/* form 0 fwd, 1 dx, 2 dW */
+static void run(smoe_pool *p, const bufs *b, const shape *s, int form) {
     const int64_t T = s->T, I = s->I, O = s->O;
-    if (impl == 0) {
-        if (form == 0) tgemm(p, b->ws, b->ws_bytes, false, T, O, I, b->x, I, false, b->W, I, true, b->y, O);
-        if (form == 1) tgemm(p, b->ws, b->ws_bytes, true, T, I, O, b->dy, O, false, b->W, I, false, b->dx, I);
-        if (form == 2) tgemm(p, b->ws, b->ws_bytes, true, O, I, T, b->dy, O, true, b->x, I, false, b->dW, I);
-    } else {
-        if (form == 0) tops_matmul(p, b->y, b->x, b->W, T, I, O);
-        if (form == 1) tops_matmul_bwd_x(p, b->dx, b->dy, b->W, T, I, O);
-        if (form == 2) tops_matmul_bwd_w(p, b->dW, b->dy, b->x, T, I, O);
-    }
+    if (form == 0) tgemm(p, b->ws, b->ws_bytes, false, T, O, I, b->x, I, false, b->W, I, true, b->y, O);
+    if (form == 1) tgemm(p, b->ws, b->ws_bytes, true, T, I, O, b->dy, O, false, b->W, I, false, b->dx, I);
+    if (form == 2) tgemm(p, b->ws, b->ws_bytes, true, O, I, T, b->dy, O, true, b->x, I, false, b->dW, I);
 }
 
 /* Best GFLOP/s of each pool (taking turns) within budget seconds; at least 3 runs each. */
-static void gflops(smoe_pool **pools, int np, const bufs *b, const shape *s, int form, int impl, double budget,
+static void gflops(smoe_pool **pools, int np, const bufs *b, const shape *s, int form, double budget,
                    double *out) {
     const double flop = 2.0 * (double)s->T * (double)s->I * (double)s->O;
     double best[8];
-    for (int i = 0; i < np; i++) run(pools[i], b, s, form, impl), best[i] = 1e30; /* warm-up */
+    for (int i = 0; i < np; i++) run(pools[i], b, s, form), best[i] = 1e30; /* warm-up */
     const double t_end = now() + budget;
     for (int n = 0; n < 3 || now() < t_end; n++)
         for (int i = 0; i < np; i++) {
             const double t0 = now();
-            run(pools[i], b, s, form, impl);
+            run(pools[i], b, s, form);
             const double dt = now() - t0;
             if (dt < best[i]) best[i] = dt;
         }
@@ -92,8 +83,7 @@ int main(int argc, char **argv) {
         {"ffn down   T333  512->256", 333, 512, 256},   {"ffn up     T64   256->512", 64, 256, 512},
     };
     static const char *const forms[] = {"fwd", "dx", "dW"};
-    int threads[8] = {1, 2}, nt = 2, tops = 0, a = 1;
-    if (a < argc && !strcmp(argv[a], "--tops")) tops = 1, a++;
+    int threads[8] = {1, 2}, nt = 2, a = 1;
     if (a < argc) {
         nt = 0;
         for (; a < argc && nt < 8; a++) threads[nt++] = atoi(argv[a]);
@@ -120,24 +110,17 @@ int main(int argc, char **argv) {
     b.ws_bytes = tgemm_ws_bytes_max(maxth);
     b.ws = malloc(b.ws_bytes);
 
-    printf("tgemm kernels: %s; GFLOP/s, best of %.2f s per entry%s\n", tgemm_kernels_best()->isa, budget,
-           tops ? "; tops = train/tops.c loops" : "");
+    printf("tgemm kernels: %s; GFLOP/s, best of %.2f s per entry\n", tgemm_kernels_best()->isa, budget);
     printf("%-28s %-4s", "shape", "form");
     for (int i = 0; i < nt; i++) printf("  tgemm t%d", threads[i]);
-    if (tops)
-        for (int i = 0; i < nt; i++) printf("  tops t%d", threads[i]);
     printf("\n");
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int f = 0; f < 3; f++) {
-            double g[8], r[8];
+            double g[8];
             printf("%-28s %-4s", shapes[s].name, forms[f]);
             fflush(stdout);
-            gflops(pools, nt, &b, &shapes[s], f, 0, budget, g);
+            gflops(pools, nt, &b, &shapes[s], f, budget, g);
             for (int i = 0; i < nt; i++) printf("  %8.1f", g[i]);
-            if (tops) {
-                gflops(pools, nt, &b, &shapes[s], f, 1, budget / 4, r);
-                for (int i = 0; i < nt; i++) printf("  %7.1f", r[i]);
-            }
             printf("\n");
         }
     for (int i = 0; i < nt; i++) smoe_pool_free(pools[i]);

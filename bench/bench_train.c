@@ -1,7 +1,7 @@
 /*
  * bench_train.c - training speed of smoe on a given model shape with random tokens:
  * tokens/s of full optimizer steps (forward, backward, AdamW), median of R runs after a
- * warm-up step, and peak resident memory. The issue's "train-s" shape is the default;
+ * warm-up step (and the fastest step, steadier on a busy machine), and peak resident memory. The issue's "train-s" shape is the default;
  * bench/train_peer.py measures PyTorch on the same shape for the ratio.
  *
  * usage: bench_train [-t threads] [-r runs] [--vocab V --dim D --layers L --heads H
@@ -78,9 +78,9 @@ int main(int argc, char **argv) {
     qsort(times, (size_t)runs, sizeof *times, cmp);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"params\": %lld, \"threads\": %d, \"tokens_per_step\": %lld, \"step_s\": %.4f, \"tokens_per_s\": %.1f, "
+    printf("{\"params\": %lld, \"threads\": %d, \"tokens_per_step\": %lld, \"step_s\": %.4f, \"step_s_min\": %.4f, \"tokens_per_s\": %.1f, "
            "\"peak_rss_mib\": %.1f, \"loss\": %.4f}\n",
-           (long long)smoe_trainer_n_params(t), threads, (long long)BT, times[runs / 2], (double)BT / times[runs / 2],
+           (long long)smoe_trainer_n_params(t), threads, (long long)BT, times[runs / 2], times[0], (double)BT / times[runs / 2],
            ru.ru_maxrss / 1024.0, st.loss);
     smoe_trainer_free(t);
     free(tok);

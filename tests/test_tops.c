@@ -114,7 +114,7 @@ static void test_attention(int B, int T, int H, int Hkv, int Dh) {
         env e;
         env_init(&e, threads, T);
         float *out = malloc(sizeof(float) * nq), *P = malloc(sizeof(float) * (size_t)B * H * T * T);
-        float *dq = calloc(nq, sizeof(float)), *dk = calloc(nk, sizeof(float)), *dv = calloc(nk, sizeof(float));
+        float *dq = rand_buf(nq), *dk = rand_buf(nk), *dv = rand_buf(nk); /* written, whatever they held */
         tops_attention(&e.ctx, out, P, q, k, v, B, T, H, Hkv, Dh);
         tops_attention_bwd(&e.ctx, dq, dk, dv, dout, P, q, k, v, B, T, H, Hkv, Dh);
         const double eo = rel_err(out, out_r, nq), eq = rel_err(dq, dq_r, nq), ek = rel_err(dk, dk_r, nk),
@@ -143,7 +143,7 @@ static void test_attention(int B, int T, int H, int Hkv, int Dh) {
 static void test_rmsnorm_and_ce(int N, int D, int V) {
     float *x = rand_buf((size_t)N * D), *w = rand_buf((size_t)D), *dy = rand_buf((size_t)N * D);
     float *y = malloc(sizeof(float) * (size_t)N * D), *rs = malloc(sizeof(float) * (size_t)N);
-    float *dx = calloc((size_t)N * D, sizeof(float)), *dw = calloc((size_t)D, sizeof(float));
+    float *dx = rand_buf((size_t)N * D), *dw = calloc((size_t)D, sizeof(float)); /* dx: written, whatever it held */
     double *y_r = malloc(sizeof(double) * (size_t)N * D), *dx_r = malloc(sizeof(double) * (size_t)N * D);
     double *dw_r = calloc((size_t)D, sizeof(double));
     const double eps = 1e-5;
@@ -161,10 +161,15 @@ static void test_rmsnorm_and_ce(int N, int D, int V) {
     env e;
     env_init(&e, 2, 1);
     tops_rmsnorm(&e.ctx, y, rs, x, w, N, D, (float)eps);
-    tops_rmsnorm_bwd(&e.ctx, dx, dw, dy, x, rs, w, N, D);
+    tops_rmsnorm_bwd(&e.ctx, dx, dw, dy, x, rs, w, N, D, false);
     CHECK(rel_err(y, y_r, (size_t)N * D) < 1e-6, "rmsnorm forward N%d D%d", N, D);
     CHECK(rel_err(dx, dx_r, (size_t)N * D) < 1e-5, "rmsnorm backward dx N%d D%d", N, D);
     CHECK(rel_err(dw, dw_r, (size_t)D) < 1e-5, "rmsnorm backward dw N%d D%d", N, D);
+    tops_rmsnorm_bwd(&e.ctx, dx, dw, dy, x, rs, w, N, D, true); /* adds: twice each */
+    for (size_t i = 0; i < (size_t)N * D; i++) dx_r[i] *= 2;
+    for (int d = 0; d < D; d++) dw_r[d] *= 2;
+    CHECK(rel_err(dx, dx_r, (size_t)N * D) < 1e-5, "rmsnorm backward dx accumulated N%d D%d", N, D);
+    CHECK(rel_err(dw, dw_r, (size_t)D) < 1e-5, "rmsnorm backward dw accumulated N%d D%d", N, D);
 
     float *logits = rand_buf((size_t)N * V);
     int32_t *tg = malloc(sizeof(int32_t) * (size_t)N);

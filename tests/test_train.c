@@ -156,7 +156,12 @@ static void test_adamw(void) {
         step_grads(&f, &ce, &aux);
         CHECK(fabs(ce - ADAMW_CE[s - 1]) <= 1e-5 * ADAMW_CE[s - 1], "CE before step %d: %.9f vs %.9f", s, ce,
               ADAMW_CE[s - 1]);
-        smoe_adamw_step(f.pool, &opt, opt.lr, s, 1.0f, f.w, f.g, m, v, f.n);
+        smoe_adamw_step(f.pool, &opt, opt.lr, s, 1.0f, f.w, f.g, s == 2, m, v, f.n); /* step 2 also clears g */
+        if (s == 2) {
+            int64_t nz = 0;
+            for (int64_t i = 0; i < f.n; i++) nz += f.g[i] != 0.0f;
+            CHECK(nz == 0, "AdamW with clear_g leaves g zero (%lld non-zeros)", (long long)nz);
+        }
     }
     check_against(&f, f.w, DIR "adamw-step3.gguf", "AdamW x3 parameters", 0, 1e-4, 0);
     double ce;

@@ -71,26 +71,24 @@ static void moe_backward(const smoe_tconfig *c, const smoe_tlayer *lw, smoe_tlay
     for (int32_t e = 0; e < E; e++) {
         const int64_t o = ex_off[e], m = ex_off[e + 1] - o;
         if (m == 0) continue;
-        tops_matmul_bwd_w(X, lg->exp_down + e * D * F, a->dyo + o * D, a->ga + o * F, m, F, D); /* d down */
-        memset(a->dg + o * F, 0, sizeof(float) * (size_t)(m * F));
-        tops_matmul_bwd_x(X, a->dg + o * F, a->dyo + o * D, lw->exp_down + e * D * F, m, F, D); /* d(silu(g) u) */
+        tops_matmul_bwd_w(X, lg->exp_down + e * D * F, a->dyo + o * D, a->ga + o * F, m, F, D, true); /* d down */
+        tops_matmul_bwd_x(X, a->dg + o * F, a->dyo + o * D, lw->exp_down + e * D * F, m, F, D, false); /* d(silu(g) u) */
     }
     tops_parallel(X, ex_off[E], swiglu_bwd_rows, &t);                            /* SwiGLU */
     for (int32_t e = 0; e < E; e++) {
         const int64_t o = ex_off[e], m = ex_off[e + 1] - o;
         if (m == 0) continue;
         float *dxg = a->dyo + o * D; /* d xg [m][D], in dyo's place */
-        tops_matmul_bwd_w(X, lg->exp_gate + e * F * D, a->dg + o * F, a->xg + o * D, m, D, F); /* d gate */
-        tops_matmul_bwd_w(X, lg->exp_up + e * F * D, a->du + o * F, a->xg + o * D, m, D, F);   /* d up */
-        memset(dxg, 0, sizeof(float) * (size_t)(m * D));
-        tops_matmul_bwd_x(X, dxg, a->dg + o * F, lw->exp_gate + e * F * D, m, D, F);
-        tops_matmul_bwd_x(X, dxg, a->du + o * F, lw->exp_up + e * F * D, m, D, F);
+        tops_matmul_bwd_w(X, lg->exp_gate + e * F * D, a->dg + o * F, a->xg + o * D, m, D, F, true); /* d gate */
+        tops_matmul_bwd_w(X, lg->exp_up + e * F * D, a->du + o * F, a->xg + o * D, m, D, F, true);   /* d up */
+        tops_matmul_bwd_x(X, dxg, a->dg + o * F, lw->exp_gate + e * F * D, m, D, F, false);
+        tops_matmul_bwd_x(X, dxg, a->du + o * F, lw->exp_up + e * F * D, m, D, F, true);
     }
     tops_slot_sum(X, dx, a->dyo, a->ex_pos + l * N * S, NULL, N, S, D);          /* back to the tokens */
     smoe_troute_backward(&c->router, N, z, ids, state, a->dgw,                   /* [N][R] */
                          c->router.aux_style == SMOE_AUX_HF ? a->hf_F : NULL, a->drz);
-    tops_matmul_bwd_w(X, lg->router, a->drz, x, N, D, R);                        /* d router */
-    tops_matmul_bwd_x(X, dx, a->drz, lw->router, N, D, R);
+    tops_matmul_bwd_w(X, lg->router, a->drz, x, N, D, R, true);                  /* d router */
+    tops_matmul_bwd_x(X, dx, a->drz, lw->router, N, D, R, true);
 }
 
 void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights *g, smoe_tacts *a, smoe_pool *pool,
@@ -104,11 +102,9 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
 
     /* CE = mean_n -log p[n][target]: the forward pass left dlogits = (p - onehot) / N */
     (void)targets;
-    tops_matmul_bwd_w(X, g->output, a->logits, a->xf, N, D, V);            /* d output */
-    memset(dx, 0, sizeof(float) * (size_t)(N * D));
-    tops_matmul_bwd_x(X, dx, a->logits, w->output, N, D, V);               /* d xf */
-    memset(dh, 0, sizeof(float) * (size_t)(N * D));
-    tops_rmsnorm_bwd(X, dh, g->output_norm, dx, a->h + (int64_t)L * N * D, a->rsf, w->output_norm, N, D);
+    tops_matmul_bwd_w(X, g->output, a->logits, a->xf, N, D, V, true);      /* d output */
+    tops_matmul_bwd_x(X, dx, a->logits, w->output, N, D, V, false);        /* d xf */
+    tops_rmsnorm_bwd(X, dh, g->output_norm, dx, a->h + (int64_t)L * N * D, a->rsf, w->output_norm, N, D, false);
 
     for (int l = L - 1; l >= 0; l--) {
         const smoe_tlayer *lw = &w->layers[l];
@@ -119,27 +115,22 @@ void smoe_tbackward(const smoe_tconfig *c, const smoe_tweights *w, smoe_tweights
 
         /* h_out = hm + moe(RMSNorm(hm)): dh stays (residual) and gains the MoE path */
         moe_backward(c, lw, lg, a, l, X, dh, dx);                           /* d xn2 */
-        tops_rmsnorm_bwd(X, dh, lg->ffn_norm, dx, hm, a->rs2 + l * N, lw->ffn_norm, N, D);
+        tops_rmsnorm_bwd(X, dh, lg->ffn_norm, dx, hm, a->rs2 + l * N, lw->ffn_norm, N, D, true);
 
         /* hm = h + Wo attn: dh stays and gains the attention path */
-        tops_matmul_bwd_w(X, lg->wo, dh, ao, N, Dq, D);                     /* d wo */
-        memset(a->dbuf, 0, sizeof(float) * (size_t)(N * Dq));
-        tops_matmul_bwd_x(X, a->dbuf, dh, lw->wo, N, Dq, D);                /* d ao [N][H*Dh] */
-        memset(a->dq, 0, sizeof(float) * (size_t)(N * Dq));
-        memset(a->dk, 0, sizeof(float) * (size_t)(N * Dkv));
-        memset(a->dv, 0, sizeof(float) * (size_t)(N * Dkv));
+        tops_matmul_bwd_w(X, lg->wo, dh, ao, N, Dq, D, true);               /* d wo */
+        tops_matmul_bwd_x(X, a->dbuf, dh, lw->wo, N, Dq, D, false);         /* d ao [N][H*Dh] */
         tops_attention_bwd(X, a->dq, a->dk, a->dv, a->dbuf, a->att + (int64_t)l * B * H * T * T, q, k, v, B, T, H,
                            Hkv, Dh);
         tops_rope(X, a->dq, a->rope, N, T, H, Dh, true);                       /* rotations are orthogonal */
         tops_rope(X, a->dk, a->rope, N, T, Hkv, Dh, true);
-        tops_matmul_bwd_w(X, lg->wq, a->dq, xn1, N, D, Dq);
-        tops_matmul_bwd_w(X, lg->wk, a->dk, xn1, N, D, Dkv);
-        tops_matmul_bwd_w(X, lg->wv, a->dv, xn1, N, D, Dkv);
-        memset(dx, 0, sizeof(float) * (size_t)(N * D));
-        tops_matmul_bwd_x(X, dx, a->dq, lw->wq, N, D, Dq);                  /* d xn1 */
-        tops_matmul_bwd_x(X, dx, a->dk, lw->wk, N, D, Dkv);
-        tops_matmul_bwd_x(X, dx, a->dv, lw->wv, N, D, Dkv);
-        tops_rmsnorm_bwd(X, dh, lg->attn_norm, dx, h, a->rs1 + l * N, lw->attn_norm, N, D);
+        tops_matmul_bwd_w(X, lg->wq, a->dq, xn1, N, D, Dq, true);
+        tops_matmul_bwd_w(X, lg->wk, a->dk, xn1, N, D, Dkv, true);
+        tops_matmul_bwd_w(X, lg->wv, a->dv, xn1, N, D, Dkv, true);
+        tops_matmul_bwd_x(X, dx, a->dq, lw->wq, N, D, Dq, false);           /* d xn1 */
+        tops_matmul_bwd_x(X, dx, a->dk, lw->wk, N, D, Dkv, true);
+        tops_matmul_bwd_x(X, dx, a->dv, lw->wv, N, D, Dkv, true);
+        tops_rmsnorm_bwd(X, dh, lg->attn_norm, dx, h, a->rs1 + l * N, lw->attn_norm, N, D, true);
     }
     for (int64_t n = 0; n < N; n++) {                                          /* d token_embd rows */
         float *ge = g->tok_embd + (int64_t)tokens[n] * D;

@@ -9,9 +9,10 @@
 #include "train/optim.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct adam_task {
-    float *theta, *m, *v;
+    float *theta, *m, *v, *g;
     const float *gc;
     int64_t n;
     float step, inv_sbc2, decay, b1, b2, eps, scale;
@@ -22,13 +23,18 @@ static void adam_kernel(void *arg, int ith, int nth) {
     const adam_task *a = arg;
     int64_t i0, i1;
     smoe_split(a->n, ith, nth, &i0, &i1);
+    float *restrict theta = a->theta, *restrict m = a->m, *restrict v = a->v;
+    const float *restrict g = a->gc;
+    const float scale = a->scale, decay = a->decay, b1 = a->b1, b2 = a->b2, step = a->step, inv = a->inv_sbc2,
+                eps = a->eps;
     for (int64_t i = i0; i < i1; i++) {
-        const float gi = a->gc[i] * a->scale;
-        a->theta[i] *= a->decay;
-        a->m[i] = a->b1 * a->m[i] + (1.0f - a->b1) * gi;
-        a->v[i] = a->b2 * a->v[i] + (1.0f - a->b2) * gi * gi;
-        a->theta[i] -= a->step * a->m[i] / (sqrtf(a->v[i]) * a->inv_sbc2 + a->eps);
+        const float gi = g[i] * scale;
+        const float mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi, v[i] = vi;
+        const float ti = theta[i] * decay;
+        theta[i] = ti - step * mi / (sqrtf(vi) * inv + eps);
     }
+    if (a->g) memset(a->g + i0, 0, sizeof(float) * (size_t)(i1 - i0)); /* while the lines are in cache */
 }
 
 static void run(smoe_pool *pool, smoe_task_fn fn, adam_task *a) {
@@ -36,10 +42,10 @@ static void run(smoe_pool *pool, smoe_task_fn fn, adam_task *a) {
     else fn(a, 0, 1);
 }
 
-void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float gscale, float *theta,
-                     const float *g, float *m, float *v, int64_t n) {
+void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float gscale, float *theta, float *g,
+                     bool clear_g, float *m, float *v, int64_t n) {
     const double bc1 = 1.0 - pow(o->beta1, (double)s), bc2 = 1.0 - pow(o->beta2, (double)s);
-    adam_task a = {.theta = theta, .m = m, .v = v, .gc = g, .n = n, .step = (float)(lr / bc1),
+    adam_task a = {.theta = theta, .m = m, .v = v, .g = clear_g ? g : NULL, .gc = g, .n = n, .step = (float)(lr / bc1),
                    .inv_sbc2 = (float)(1.0 / sqrt(bc2)), .decay = 1.0f - lr * o->weight_decay, .b1 = o->beta1,
                    .b2 = o->beta2, .eps = o->eps, .scale = gscale};
     run(pool, adam_kernel, &a);

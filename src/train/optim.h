@@ -9,6 +9,7 @@
 
 #include "cpu/threadpool.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct smoe_adamw {
@@ -20,9 +21,10 @@ typedef struct smoe_adamw {
 
 /* One AdamW step s (1-based) at learning rate lr over n parameters with gradient
  * gscale * g (gradient clipping folded in; 1 = none): m, v are the moment vectors (zero
- * before step 1). */
-void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float gscale, float *theta,
-                     const float *g, float *m, float *v, int64_t n);
+ * before step 1). clear_g: g is zeroed on the way (for the next step's gradients, without
+ * another pass over memory). */
+void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float gscale, float *theta, float *g,
+                     bool clear_g, float *m, float *v, int64_t n);
 
 /* L2 norm of g: double sums of fixed chunks of SMOE_NORM_CHUNK values, added in order
  * (so the bits do not depend on the thread count). */

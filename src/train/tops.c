@@ -73,12 +73,14 @@ void tops_matmul(const tops_ctx *x, float *y, const float *in, const float *W, i
     tgemm(x->pool, x->ws, x->ws_bytes, false, N, O, I, in, I, false, W, I, true, y, O);
 }
 
-void tops_matmul_bwd_x(const tops_ctx *x, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O) {
-    tgemm(x->pool, x->ws, x->ws_bytes, true, N, I, O, dy, O, false, W, I, false, dx, I);
+void tops_matmul_bwd_x(const tops_ctx *x, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O,
+                       bool accumulate) {
+    tgemm(x->pool, x->ws, x->ws_bytes, accumulate, N, I, O, dy, O, false, W, I, false, dx, I);
 }
 
-void tops_matmul_bwd_w(const tops_ctx *x, float *dW, const float *dy, const float *in, int64_t N, int64_t I, int64_t O) {
-    tgemm(x->pool, x->ws, x->ws_bytes, true, O, I, N, dy, O, true, in, I, false, dW, I);
+void tops_matmul_bwd_w(const tops_ctx *x, float *dW, const float *dy, const float *in, int64_t N, int64_t I, int64_t O,
+                       bool accumulate) {
+    tgemm(x->pool, x->ws, x->ws_bytes, accumulate, O, I, N, dy, O, true, in, I, false, dW, I);
 }
 
 /* ------------------------------------------------------------------ RMSNorm */
@@ -88,6 +90,7 @@ typedef struct norm_task {
     const float *x, *w, *dy, *rsc;
     int64_t D;
     float eps;
+    bool acc; /* backward: add into dx */
 } norm_task;
 
 static void rmsnorm_rows(void *arg, int64_t n0, int64_t n1) {
@@ -121,7 +124,11 @@ static void rmsnorm_bwd_rows(void *arg, int64_t n0, int64_t n1) {
         double gx = 0;
         for (int64_t d = 0; d < D; d++) gx += (double)dyr[d] * t->w[d] * xr[d];
         const float c = (float)(gx * r * r * r / (double)D);
-        for (int64_t d = 0; d < D; d++) t->dx[n * D + d] += r * dyr[d] * t->w[d] - c * xr[d];
+        float *dxr = t->dx + n * D;
+        if (t->acc)
+            for (int64_t d = 0; d < D; d++) dxr[d] += r * dyr[d] * t->w[d] - c * xr[d];
+        else
+            for (int64_t d = 0; d < D; d++) dxr[d] = r * dyr[d] * t->w[d] - c * xr[d];
     }
 }
 
@@ -141,8 +148,8 @@ static void rmsnorm_bwd_cols(void *arg, int64_t d0, int64_t d1) {
 }
 
 void tops_rmsnorm_bwd(const tops_ctx *ctx, float *dx, float *dw, const float *dy, const float *x, const float *rs,
-                      const float *w, int64_t N, int64_t D) {
-    norm_task t = {.dx = dx, .dw = dw, .x = x, .w = w, .dy = dy, .rsc = rs, .D = D};
+                      const float *w, int64_t N, int64_t D, bool accumulate_dx) {
+    norm_task t = {.dx = dx, .dw = dw, .x = x, .w = w, .dy = dy, .rsc = rs, .D = D, .acc = accumulate_dx};
     normw_task u = {&t, N};
     tops_parallel(ctx, N, rmsnorm_bwd_rows, &t);
     tops_parallel(ctx, D, rmsnorm_bwd_cols, &u);
@@ -265,8 +272,9 @@ void tops_attention(const tops_ctx *x, float *out, float *P, const float *q, con
 }
 
 /* O = P V with P = softmax(scale Q K^T): dP = dO V^T, dV += P^T dO,
- * dS = P * (dP - rowsum(P * dP)) * scale, dQ += dS K, dK += dS^T Q. dK and dV of key
- * block [c0, c1) take the query rows from c0 on (the rows before it see none of it). */
+ * dS = P * (dP - rowsum(P * dP)) * scale, dQ = dS K, dK += dS^T Q. dK and dV of key
+ * block [c0, c1) take the query rows from c0 on (the rows before it see none of it); the
+ * group's first head writes them, the others add. */
 static void attn_bwd_kernel(void *arg, int ith, int nth) {
     const attn_task *a = arg;
     const tops_ctx *x = a->ctx;
@@ -293,15 +301,15 @@ static void attn_bwd_kernel(void *arg, int ith, int nth) {
                     for (int64_t j = 0; j <= t; j++) row[j] = pr[j] * (row[j] - (float)pdp) * scale;
                     for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;
                 }
-                tgemm(NULL, ws, wsb, true, r1 - r0, Dh, r1, dS + r0 * T, T, false, K, ldk, false, dQ + r0 * ldq,
-                      ldq);                                                              /* dQ += dS K */
+                tgemm(NULL, ws, wsb, false, r1 - r0, Dh, r1, dS + r0 * T, T, false, K, ldk, false, dQ + r0 * ldq,
+                      ldq);                                                              /* dQ = dS K */
             }
             for (int64_t c0 = 0; c0 < T; c0 += ATTN_BT) {
                 const int64_t c1 = SMOE_MIN(c0 + ATTN_BT, (int64_t)T);
-                tgemm(NULL, ws, wsb, true, c1 - c0, Dh, T - c0, dS + c0 * T + c0, T, true, Q + c0 * ldq, ldq, false,
-                      dK + c0 * ldk, ldk);                                               /* dK += dS^T Q */
-                tgemm(NULL, ws, wsb, true, c1 - c0, Dh, T - c0, P + c0 * T + c0, T, true, dO + c0 * ldq, ldq, false,
-                      dV + c0 * ldk, ldk);                                               /* dV += P^T dO */
+                tgemm(NULL, ws, wsb, hh > 0, c1 - c0, Dh, T - c0, dS + c0 * T + c0, T, true, Q + c0 * ldq, ldq,
+                      false, dK + c0 * ldk, ldk);                                        /* dK (+)= dS^T Q */
+                tgemm(NULL, ws, wsb, hh > 0, c1 - c0, Dh, T - c0, P + c0 * T + c0, T, true, dO + c0 * ldq, ldq,
+                      false, dV + c0 * ldk, ldk);                                        /* dV (+)= P^T dO */
             }
         }
     }

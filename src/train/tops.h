@@ -1,7 +1,9 @@
 /*
  * tops.h - the operations of training, forward and backward, in f32 on the thread pool.
  * Each output element is computed by one thread in a fixed order, so results do not
- * depend on the thread count. Backward functions ADD into their gradient outputs.
+ * depend on the thread count. Backward functions ADD into their gradient outputs, except
+ * where an `accumulate` flag says otherwise or the comment says "writes" (which saves the
+ * caller a pass that zeroes the output first).
  *
  * Matrices are row-major (out, in): W[O][I], y[n] = W x[n].
  */
@@ -10,6 +12,7 @@
 
 #include "cpu/threadpool.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,17 +40,20 @@ void tops_slot_sum(const tops_ctx *ctx, float *out, const float *rows, const int
 
 /* y[N][O] = x[N][I] W^T */
 void tops_matmul(const tops_ctx *ctx, float *y, const float *x, const float *W, int64_t N, int64_t I, int64_t O);
-/* dx[N][I] += dy[N][O] W */
-void tops_matmul_bwd_x(const tops_ctx *ctx, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O);
-/* dW[O][I] += dy^T x */
-void tops_matmul_bwd_w(const tops_ctx *ctx, float *dW, const float *dy, const float *x, int64_t N, int64_t I, int64_t O);
+/* dx[N][I] += dy[N][O] W (accumulate false: dx = dy W) */
+void tops_matmul_bwd_x(const tops_ctx *ctx, float *dx, const float *dy, const float *W, int64_t N, int64_t I, int64_t O,
+                       bool accumulate);
+/* dW[O][I] += dy^T x (accumulate false: dW = dy^T x) */
+void tops_matmul_bwd_w(const tops_ctx *ctx, float *dW, const float *dy, const float *x, int64_t N, int64_t I, int64_t O,
+                       bool accumulate);
 
 /* y[N][D] = x / rms(x) * w; rs[N] = 1/rms */
 void tops_rmsnorm(const tops_ctx *ctx, float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D,
                   float eps);
-/* dx[N][D] += d/dx, dw[D] += d/dw, given dy and the forward's x, rs */
+/* dx[N][D] += d/dx (accumulate_dx false: dx = d/dx), dw[D] += d/dw, given dy and the
+ * forward's x, rs */
 void tops_rmsnorm_bwd(const tops_ctx *ctx, float *dx, float *dw, const float *dy, const float *x, const float *rs,
-                      const float *w, int64_t N, int64_t D);
+                      const float *w, int64_t N, int64_t D, bool accumulate_dx);
 
 /* table[T][Dh/2][2] = cos, sin of pos * base^(-2i/Dh) (llama.cpp "normal" mode, adjacent pairs) */
 void tops_rope_table(float *table, int32_t T, int32_t Dh, float base);
@@ -61,7 +67,7 @@ void tops_add(const tops_ctx *ctx, float *y, const float *a, const float *b, int
  * P [B][H][T][T] (row t: t+1 probabilities), out [N][H*Dh]. Scale 1/sqrt(Dh). */
 void tops_attention(const tops_ctx *ctx, float *out, float *P, const float *q, const float *k, const float *v, int32_t B,
                     int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
-/* Gradients dq, dk, dv (added) from dout. */
+/* Gradients dq, dk, dv from dout (writes them: no need to zero them first). */
 void tops_attention_bwd(const tops_ctx *ctx, float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
                         const float *k, const float *v, int32_t B, int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
 

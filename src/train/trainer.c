@@ -32,6 +32,7 @@ struct smoe_trainer {
     smoe_pool *pool;
     int64_t step;
     uint64_t rng;
+    bool g_dirty;              /* g may hold non-zeros (AdamW leaves it zeroed) */
 };
 
 static const struct {
@@ -139,6 +140,7 @@ static smoe_status create(const smoe_train_config *p, int32_t n_threads, smoe_tr
     if (!t) return smoe_err(SMOE_ERR_NOMEM, "out of memory");
     t->p = *p;
     t->cfg = cfg;
+    t->g_dirty = true; /* not zeroed yet: the first step does it */
     t->opt = (smoe_adamw){.lr = p->lr, .beta1 = p->beta1, .beta2 = p->beta2, .eps = p->eps, .weight_decay = p->weight_decay};
     int count;
     t->n = smoe_tmodel_layout(&cfg, NULL, 0, &count);
@@ -199,7 +201,8 @@ static void count_loads(smoe_trainer *t) {
         smoe_troute_add_loads(&t->cfg.router, t->acts.rstate + (size_t)l * t->acts.state_floats, t->loads + l * E);
 }
 
-/* g = 0 on all threads (the block is tens of MB: one thread would leave the others idle). */
+/* g = 0 on all threads (the block is tens of MB: one thread would leave the others idle).
+ * Only when a step left it dirty: AdamW zeroes it as it reads it. */
 static void zero_kernel(void *arg, int ith, int nth) {
     const smoe_trainer *t = arg;
     int64_t i0, i1;
@@ -210,17 +213,21 @@ static void zero_kernel(void *arg, int ith, int nth) {
 smoe_status smoe_trainer_step(smoe_trainer *t, const int32_t *tokens, const int32_t *targets, smoe_train_stats *out) {
     const smoe_troute_cfg *r = &t->cfg.router;
     double ce, aux, z;
-    smoe_pool_run(t->pool, zero_kernel, t);
+    if (t->g_dirty) smoe_pool_run(t->pool, zero_kernel, t);
+    t->g_dirty = false;
     smoe_status st = smoe_tforward(&t->cfg, &t->W, &t->acts, t->pool, tokens, targets, t->bias, &t->rng, &ce, &aux, &z);
     if (st) return st;
     const double loss = ce + r->aux_coef * aux + r->z_coef * z;
     if (!isfinite(loss)) return smoe_err(SMOE_ERR_RANGE, "step %lld: the loss is not finite (training diverged; lower --lr)",
                                          (long long)t->step + 1);
+    t->g_dirty = true;
     smoe_tbackward(&t->cfg, &t->W, &t->G, &t->acts, t->pool, tokens, targets);
     const double norm = smoe_grad_norm(t->pool, t->g, t->n);
     if (!isfinite(norm)) return smoe_err(SMOE_ERR_RANGE, "step %lld: the gradient is not finite", (long long)t->step + 1);
     const float lr = smoe_lr_at(t->p.lr, t->p.min_lr, t->step + 1, t->p.warmup, t->p.steps);
-    smoe_adamw_step(t->pool, &t->opt, lr, t->step + 1, smoe_clip_scale(norm, t->p.clip), t->w, t->g, t->m, t->v, t->n);
+    smoe_adamw_step(t->pool, &t->opt, lr, t->step + 1, smoe_clip_scale(norm, t->p.clip), t->w, t->g, true, t->m, t->v,
+                    t->n);
+    t->g_dirty = false;
     count_loads(t);
     if (t->bias)
         for (int l = 0; l < t->cfg.n_layer; l++)
