@@ -3,11 +3,14 @@
  * twins on random data with awkward sizes (the matmuls: tests/test_tgemm.c): causal
  * grouped-query attention forward and backward (T over several row blocks, not a
  * multiple of the block), RMSNorm forward and backward, cross-entropy; and the same bits
- * with 1, 2 and 3 threads.
+ * with 1, 2 and 3 threads. The element-wise kernels of train/tkern.h (AdamW, SwiGLU):
+ * the best version for this CPU gives the scalar twin's bits, and the twin agrees with
+ * the formulas in double.
  */
 #include "smoe.h"
 #include "testhelp.h"
 #include "train/tgemm.h"
+#include "train/tkern.h"
 #include "train/tops.h"
 
 #include <math.h>
@@ -204,7 +207,52 @@ static void test_rmsnorm_and_ce(int N, int D, int V) {
         free(tg);
 }
 
+/* tkern: best = twin bit for bit; twin = the formulas in double (to float rounding) */
+static void test_tkern(int64_t n) {
+    const tkern *best = tkern_best(), *ref = tkern_scalar();
+    float *g = rand_buf((size_t)n), *u = rand_buf((size_t)n), *th = rand_buf((size_t)n), *m = rand_buf((size_t)n);
+    float *v = rand_buf((size_t)n), *out[2][6];
+    for (int64_t i = 0; i < n; i++) g[i] *= 12.0f, v[i] = v[i] * v[i] * 1e-3f; /* sigmoids near 0 and 1 */
+    const tk_adamw_par par = {.scale = 0.7f, .decay = 0.9999f, .b1 = 0.9f, .b2 = 0.95f, .step = 1.3e-3f,
+                              .inv_sbc2 = 1.7f, .eps = 1e-8f};
+    for (int k = 0; k < 2; k++) {
+        const tkern *t = k ? best : ref;
+        for (int j = 0; j < 6; j++) out[k][j] = malloc(sizeof(float) * (size_t)n);
+        float *th2 = out[k][0], *m2 = out[k][1], *v2 = out[k][2], *g2 = out[k][3], *s = out[k][4], *a = out[k][5];
+        memcpy(th2, th, sizeof(float) * (size_t)n), memcpy(m2, m, sizeof(float) * (size_t)n);
+        memcpy(v2, v, sizeof(float) * (size_t)n), memcpy(g2, g, sizeof(float) * (size_t)n);
+        t->adamw(n, th2, m2, v2, g2, true, &par);
+        int nz = 0;
+        for (int64_t i = 0; i < n; i++) nz += g2[i] != 0.0f;
+        CHECK(nz == 0, "tkern %s adamw n=%lld clears g", t->isa, (long long)n);
+        t->swiglu(n, g, u, s, a);
+        memcpy(g2, u, sizeof(float) * (size_t)n); /* da */
+        t->swiglu_bwd(n, g, u, s, g2, m2); /* dg over da, du over m */
+    }
+    int same = 1;
+    for (int j = 0; j < 6; j++) same &= !memcmp(out[0][j], out[1][j], sizeof(float) * (size_t)n);
+    CHECK(same, "tkern %s = scalar twin bit for bit, n=%lld", best->isa, (long long)n);
+    double worst = 0; /* the twin against double formulas: adamw theta, sigmoid, silu*u, dg */
+    for (int64_t i = 0; i < n; i++) {
+        const double gi = (double)g[i] * par.scale, mi = par.b1 * (double)m[i] + (1 - (double)par.b1) * gi;
+        const double vi = par.b2 * (double)v[i] + (1 - (double)par.b2) * gi * gi;
+        const double thi = th[i] * (double)par.decay - par.step * mi / (sqrt(vi) * par.inv_sbc2 + par.eps);
+        const double si = 1 / (1 + exp(-(double)g[i])), ai = g[i] * si * u[i];
+        const double dgi = (double)u[i] * u[i] * si * (1 + g[i] * (1 - si));
+        worst = fmax(worst, fabs(out[0][0][i] - thi) / (fabs(thi) + 1e-6));
+        worst = fmax(worst, fabs(out[0][4][i] - si) / (si + 1e-30));
+        worst = fmax(worst, fabs(out[0][5][i] - ai) / (fabs(ai) + 1e-6));
+        worst = fmax(worst, fabs(out[0][3][i] - dgi) / (fabs(dgi) + 1e-6));
+    }
+    CHECK(worst < 1e-5, "tkern scalar twin against the formulas, n=%lld: worst rel err %.2g", (long long)n, worst);
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 6; j++) free(out[k][j]);
+    free(g), free(u), free(th), free(m), free(v);
+}
+
 int main(void) {
+    const int64_t sizes[] = {1, 7, 8, 9, 255, 256, 257, 1000, 4099};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) test_tkern(sizes[i]);
     test_attention(1, 1, 1, 1, 2);
     test_attention(2, 17, 4, 2, 8);
     test_attention(2, 150, 4, 2, 16); /* three row blocks, the last partial */

@@ -11,6 +11,8 @@
  */
 #include "train/tmodel.h"
 #include "train/tops.h"
+#include "train/tkern.h"
+#include "train/tred.h"
 
 #include <math.h>
 #include <string.h>
@@ -31,12 +33,8 @@ static void assign_rows(void *arg, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i++) {
         const int64_t slot = t->ex_slot[i], n = slot / t->S;
         const float wgt = t->gw[slot], *dy = t->dy + n * D, *eo = t->eo + i * D;
-        double dw = 0;
-        for (int64_t d = 0; d < D; d++) {
-            dw += (double)dy[d] * eo[d];
-            t->dyo[i * D + d] = wgt * dy[d];
-        }
-        t->dgw[slot] = (float)dw;
+        t->dgw[slot] = (float)tred_dot(dy, eo, D);
+        for (int64_t d = 0; d < D; d++) t->dyo[i * D + d] = wgt * dy[d];
         memcpy(t->xg + i * D, t->x + n * D, sizeof(float) * (size_t)D);
         for (int64_t f = i * F; f < (i + 1) * F; f++) t->ga[f] = t->eg[f] * t->es[f] * t->eu[f];
     }
@@ -46,11 +44,8 @@ static void assign_rows(void *arg, int64_t i0, int64_t i1) {
  * arrives in dg. */
 static void swiglu_bwd_rows(void *arg, int64_t i0, int64_t i1) {
     const moe_bwd_task *t = arg;
-    for (int64_t i = i0 * t->F; i < i1 * t->F; i++) {
-        const float gi = t->eg[i], ui = t->eu[i], s = t->es[i], da = t->dg[i];
-        t->du[i] = da * gi * s;
-        t->dg[i] = da * ui * s * (1.0f + gi * (1.0f - s));
-    }
+    const int64_t a = i0 * t->F;
+    tkern_best()->swiglu_bwd((i1 - i0) * t->F, t->eg + a, t->eu + a, t->es + a, t->dg + a, t->du + a);
 }
 
 /* Gradients of the MoE block of layer l, given dy [N][D] of its output: adds to the

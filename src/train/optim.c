@@ -7,15 +7,17 @@
  *   theta -= lr (m / (1 - b1^s)) / (sqrt(v) / sqrt(1 - b2^s) + eps)
  */
 #include "train/optim.h"
+#include "train/tkern.h"
+#include "train/tred.h"
 
 #include <math.h>
-#include <string.h>
 
 typedef struct adam_task {
     float *theta, *m, *v, *g;
     const float *gc;
     int64_t n;
-    float step, inv_sbc2, decay, b1, b2, eps, scale;
+    bool clear_g;
+    tk_adamw_par par;
     double *partial; /* [chunks] of the norm */
 } adam_task;
 
@@ -23,18 +25,7 @@ static void adam_kernel(void *arg, int ith, int nth) {
     const adam_task *a = arg;
     int64_t i0, i1;
     smoe_split(a->n, ith, nth, &i0, &i1);
-    float *restrict theta = a->theta, *restrict m = a->m, *restrict v = a->v;
-    const float *restrict g = a->gc;
-    const float scale = a->scale, decay = a->decay, b1 = a->b1, b2 = a->b2, step = a->step, inv = a->inv_sbc2,
-                eps = a->eps;
-    for (int64_t i = i0; i < i1; i++) {
-        const float gi = g[i] * scale;
-        const float mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi, v[i] = vi;
-        const float ti = theta[i] * decay;
-        theta[i] = ti - step * mi / (sqrtf(vi) * inv + eps);
-    }
-    if (a->g) memset(a->g + i0, 0, sizeof(float) * (size_t)(i1 - i0)); /* while the lines are in cache */
+    tkern_best()->adamw(i1 - i0, a->theta + i0, a->m + i0, a->v + i0, a->g + i0, a->clear_g, &a->par);
 }
 
 static void run(smoe_pool *pool, smoe_task_fn fn, adam_task *a) {
@@ -45,9 +36,9 @@ static void run(smoe_pool *pool, smoe_task_fn fn, adam_task *a) {
 void smoe_adamw_step(smoe_pool *pool, const smoe_adamw *o, float lr, int64_t s, float gscale, float *theta, float *g,
                      bool clear_g, float *m, float *v, int64_t n) {
     const double bc1 = 1.0 - pow(o->beta1, (double)s), bc2 = 1.0 - pow(o->beta2, (double)s);
-    adam_task a = {.theta = theta, .m = m, .v = v, .g = clear_g ? g : NULL, .gc = g, .n = n, .step = (float)(lr / bc1),
-                   .inv_sbc2 = (float)(1.0 / sqrt(bc2)), .decay = 1.0f - lr * o->weight_decay, .b1 = o->beta1,
-                   .b2 = o->beta2, .eps = o->eps, .scale = gscale};
+    adam_task a = {.theta = theta, .m = m, .v = v, .g = g, .n = n, .clear_g = clear_g,
+                   .par = {.scale = gscale, .decay = 1.0f - lr * o->weight_decay, .b1 = o->beta1, .b2 = o->beta2,
+                           .step = (float)(lr / bc1), .inv_sbc2 = (float)(1.0 / sqrt(bc2)), .eps = o->eps}};
     run(pool, adam_kernel, &a);
 }
 
@@ -59,9 +50,8 @@ static void norm_kernel(void *arg, int ith, int nth) {
     smoe_split(chunks, ith, nth, &c0, &c1);
     for (int64_t c = c0; c < c1; c++) {
         const int64_t e = c * SMOE_NORM_CHUNK + SMOE_NORM_CHUNK < a->n ? c * SMOE_NORM_CHUNK + SMOE_NORM_CHUNK : a->n;
-        double ss = 0;
-        for (int64_t i = c * SMOE_NORM_CHUNK; i < e; i++) ss += (double)a->gc[i] * a->gc[i];
-        a->partial[c] = ss;
+        const float *x = a->gc + c * SMOE_NORM_CHUNK;
+        a->partial[c] = tred_dot(x, x, e - c * SMOE_NORM_CHUNK);
     }
 }
 

@@ -14,7 +14,7 @@
  */
 #include "train/tmodel.h"
 #include "train/tops.h"
-#include "cpu/vexp.h"
+#include "train/tkern.h"
 
 #include <math.h>
 #include <string.h>
@@ -52,14 +52,8 @@ static void gather_rows(void *arg, int64_t i0, int64_t i1) { /* xg[i] = x[token 
 
 static void swiglu_rows(void *arg, int64_t i0, int64_t i1) { /* ga = silu(eg) * eu; es = sigmoid(eg) for backward */
     const moe_task *t = arg;
-    const int64_t a = i0 * t->F, b = i1 * t->F;
-    for (int64_t i = a; i < b; i++) t->es[i] = -t->eg[i];
-    smoe_vexp(t->es + a, t->es + a, b - a);
-    for (int64_t i = a; i < b; i++) {
-        const float s = 1.0f / (1.0f + t->es[i]);
-        t->es[i] = s;
-        t->ga[i] = t->eg[i] * s * t->eu[i];
-    }
+    const int64_t a = i0 * t->F;
+    tkern_best()->swiglu((i1 - i0) * t->F, t->eg + a, t->eu + a, t->es + a, t->ga + a);
 }
 
 /* out[N][D] = sum over each token's assignments of w * down(silu(gate x) * up x) */

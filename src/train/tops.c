@@ -6,6 +6,7 @@
  */
 #include "train/tops.h"
 #include "train/tgemm.h"
+#include "train/tred.h"
 #include "cpu/vexp.h"
 #include "smoe_internal.h"
 
@@ -98,8 +99,7 @@ static void rmsnorm_rows(void *arg, int64_t n0, int64_t n1) {
     const int64_t D = t->D;
     for (int64_t n = n0; n < n1; n++) {
         const float *xr = t->x + n * D;
-        double ss = 0;
-        for (int64_t d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+        const double ss = tred_dot(xr, xr, D);
         const float r = (float)(1.0 / sqrt(ss / (double)D + (double)t->eps));
         t->rs[n] = r;
         for (int64_t d = 0; d < D; d++) t->y[n * D + d] = xr[d] * r * t->w[d];
@@ -121,8 +121,7 @@ static void rmsnorm_bwd_rows(void *arg, int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; n++) {
         const float *xr = t->x + n * D, *dyr = t->dy + n * D;
         const float r = t->rsc[n];
-        double gx = 0;
-        for (int64_t d = 0; d < D; d++) gx += (double)dyr[d] * t->w[d] * xr[d];
+        const double gx = tred_dot3(dyr, t->w, xr, D);
         const float c = (float)(gx * r * r * r / (double)D);
         float *dxr = t->dx + n * D;
         if (t->acc)
@@ -245,18 +244,14 @@ static void attn_fwd_kernel(void *arg, int ith, int nth) {
                 const int64_t r1 = SMOE_MIN(r0 + ATTN_BT, (int64_t)T);
                 tgemm(NULL, ws, wsb, false, r1 - r0, r1, Dh, Q + r0 * ldq, ldq, false, K, ldk, true, P + r0 * T, T);
                 for (int64_t t = r0; t < r1; t++) {                                     /* S = Q K^T -> softmax */
-                    float *row = P + t * T, mx = -INFINITY;
-                    for (int64_t j = 0; j <= t; j++) {
-                        row[j] *= scale;
-                        mx = row[j] > mx ? row[j] : mx; /* not fmaxf: a call per element */
-                    }
+                    float *row = P + t * T;
+                    for (int64_t j = 0; j <= t; j++) row[j] *= scale;
+                    const float mx = tred_max(row, t + 1);
                     for (int64_t j = 0; j <= t; j++) row[j] -= mx;
                     smoe_vexp(row, row, t + 1);
-                    double sum = 0;
-                    for (int64_t j = 0; j <= t; j++) sum += row[j];
-                    const float inv = (float)(1.0 / sum);
+                    const float inv = (float)(1.0 / tred_sum(row, t + 1));
                     for (int64_t j = 0; j <= t; j++) row[j] *= inv;
-                    for (int64_t j = t + 1; j < T; j++) row[j] = 0.0f;
+                    for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f; /* up to the block's edge */
                 }
                 tgemm(NULL, ws, wsb, false, r1 - r0, Dh, r1, P + r0 * T, T, false, V, ldk, false, O + r0 * ldq,
                       ldq);                                                              /* O = P V */
@@ -296,8 +291,7 @@ static void attn_bwd_kernel(void *arg, int ith, int nth) {
                 for (int64_t t = r0; t < r1; t++) {
                     const float *pr = P + t * T;
                     float *row = dS + t * T;
-                    double pdp = 0;
-                    for (int64_t j = 0; j <= t; j++) pdp += (double)pr[j] * row[j];
+                    const double pdp = tred_dot(pr, row, t + 1);
                     for (int64_t j = 0; j <= t; j++) row[j] = pr[j] * (row[j] - (float)pdp) * scale;
                     for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f;
                 }
@@ -339,14 +333,12 @@ static void ce_kernel(void *arg, int ith, int nth) {
     smoe_split(c->N, ith, nth, &n0, &n1);
     for (int64_t n = n0; n < n1; n++) {
         float *l = c->logits + n * c->V;
-        float mx = -INFINITY;
-        for (int64_t v = 0; v < c->V; v++) mx = l[v] > mx ? l[v] : mx;
+        const float mx = tred_max(l, c->V);
         const int32_t y = c->targets[n];
         const float ly = l[y];
         for (int64_t v = 0; v < c->V; v++) l[v] -= mx;
         smoe_vexp(l, l, c->V);
-        double sum = 0;
-        for (int64_t v = 0; v < c->V; v++) sum += l[v];
+        const double sum = tred_sum(l, c->V);
         c->loss[n] = log(sum) + mx - ly;
         const float inv = (float)(1.0 / sum), invN = 1.0f / (float)c->Ntotal;
         for (int64_t v = 0; v < c->V; v++) l[v] = l[v] * inv * invN;

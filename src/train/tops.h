@@ -64,7 +64,8 @@ void tops_rope(const tops_ctx *ctx, float *x, const float *table, int64_t N, int
 void tops_add(const tops_ctx *ctx, float *y, const float *a, const float *b, int64_t count);
 
 /* Causal grouped-query attention of B sequences of T tokens. q [N][H*Dh], k, v [N][Hkv*Dh];
- * P [B][H][T][T] (row t: t+1 probabilities), out [N][H*Dh]. Scale 1/sqrt(Dh). */
+ * P [B][H][T][T] (row t: t+1 probabilities, then zeros up to the edge of its block of 64
+ * rows; the rest of the row is not written), out [N][H*Dh]. Scale 1/sqrt(Dh). */
 void tops_attention(const tops_ctx *ctx, float *out, float *P, const float *q, const float *k, const float *v, int32_t B,
                     int32_t T, int32_t H, int32_t Hkv, int32_t Dh);
 /* Gradients dq, dk, dv from dout (writes them: no need to zero them first). */
