@@ -245,6 +245,22 @@ static void test_tkern(int64_t n) {
         worst = fmax(worst, fabs(out[0][3][i] - dgi) / (fabs(dgi) + 1e-6));
     }
     CHECK(worst < 1e-5, "tkern scalar twin against the formulas, n=%lld: worst rel err %.2g", (long long)n, worst);
+    /* exp_sum: the same bits (row, max, sum), and the sum of e^(scale x - max) in double */
+    float *r[2], mx[2];
+    double sum[2];
+    for (int k = 0; k < 2; k++) {
+        r[k] = malloc(sizeof(float) * (size_t)n);
+        memcpy(r[k], g, sizeof(float) * (size_t)n);
+        sum[k] = (k ? best : ref)->exp_sum(n, r[k], 0.37f, &mx[k]);
+    }
+    double mref = -INFINITY, sref = 0;
+    for (int64_t i = 0; i < n; i++) mref = fmax(mref, (double)(g[i] * 0.37f));
+    for (int64_t i = 0; i < n; i++) sref += exp((double)(g[i] * 0.37f) - mref);
+    CHECK(!memcmp(r[0], r[1], sizeof(float) * (size_t)n) && mx[0] == mx[1] && sum[0] == sum[1],
+          "tkern %s exp_sum = scalar twin bit for bit, n=%lld", best->isa, (long long)n);
+    CHECK(mx[0] == (float)mref && fabs(sum[0] - sref) < 1e-6 * sref, "exp_sum n=%lld: max %g sum %.9g vs %.9g",
+          (long long)n, mx[0], sum[0], sref);
+    free(r[0]), free(r[1]);
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 6; j++) free(out[k][j]);
     free(g), free(u), free(th), free(m), free(v);

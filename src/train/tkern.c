@@ -4,6 +4,7 @@
  * does it (no contraction into FMAs: -std=c11 keeps them apart).
  */
 #include "train/tkern.h"
+#include "train/tred.h"
 #include "cpu/kernels.h"
 #include "cpu/vexp.h"
 
@@ -16,6 +17,7 @@
 void tk_adamw_avx2(int64_t n, float *theta, float *m, float *v, float *g, bool clear_g, const tk_adamw_par *p);
 void tk_swiglu_avx2(int64_t n, const float *g, const float *u, float *s, float *a);
 void tk_swiglu_bwd_avx2(int64_t n, const float *g, const float *u, const float *s, float *dg, float *du);
+double tk_exp_sum_avx2(int64_t n, float *x, float scale, float *max);
 #endif
 
 static void adamw_scalar(int64_t n, float *theta, float *m, float *v, float *g, bool clear_g, const tk_adamw_par *p) {
@@ -58,7 +60,16 @@ static void swiglu_bwd_scalar(int64_t n, const float *g, const float *u, const f
     }
 }
 
-static const tkern g_scalar = {"scalar", adamw_scalar, swiglu_scalar, swiglu_bwd_scalar};
+static double exp_sum_scalar(int64_t n, float *x, float scale, float *max) {
+    for (int64_t i = 0; i < n; i++) x[i] *= scale;
+    const float m = tred_max(x, n);
+    for (int64_t i = 0; i < n; i++) x[i] -= m;
+    smoe_vexp_ref(x, x, n);
+    *max = m;
+    return tred_sum(x, n);
+}
+
+static const tkern g_scalar = {"scalar", adamw_scalar, swiglu_scalar, swiglu_bwd_scalar, exp_sum_scalar};
 static tkern g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
@@ -68,7 +79,7 @@ static void pick(void) {
     if (cap && strcmp(cap, "scalar") == 0) return;
 #if defined(__x86_64__)
     const smoe_cpu_features *f = smoe_cpu_get_features();
-    if (f->avx2 && f->fma) g_best = (tkern){"avx2", tk_adamw_avx2, tk_swiglu_avx2, tk_swiglu_bwd_avx2};
+    if (f->avx2 && f->fma) g_best = (tkern){"avx2", tk_adamw_avx2, tk_swiglu_avx2, tk_swiglu_bwd_avx2, tk_exp_sum_avx2};
 #endif
 }
 

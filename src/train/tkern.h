@@ -1,7 +1,8 @@
 /*
  * tkern.h - the element-wise kernels of a training step that are worth vector code:
- * AdamW over the whole parameter block, and SwiGLU forward and backward over the expert
- * activations (tens of MB a step each). Scalar code in the portable build does a
+ * AdamW over the whole parameter block, SwiGLU forward and backward over the expert
+ * activations (tens of MB a step each), and the exponentials of a softmax row (attention
+ * and cross-entropy). Scalar code in the portable build does a
  * division and a square root per element at a time; the AVX2 versions do eight. Each has
  * a scalar twin (tkern.c) that does the same IEEE operations in the same order, so every
  * version gives the same bits (tests/test_tops.c checks it on random data).
@@ -32,6 +33,9 @@ typedef struct tkern {
     /* backward of a = silu(g) u, with da given in dg: du = da g s,
      * dg = da u s (1 + g (1 - s)) (written over da) */
     void (*swiglu_bwd)(int64_t n, const float *g, const float *u, const float *s, float *dg, float *du);
+    /* softmax numerators of a row, in place: x = x scale; *max = max x (n >= 1);
+     * x = e^(x - max) (cpu/vexp.h); returns sum x in double in the order of train/tred.h */
+    double (*exp_sum)(int64_t n, float *x, float scale, float *max);
 } tkern;
 
 /* The best kernels this CPU runs (SMOE_ISA=scalar forces the twins), and the twins. */

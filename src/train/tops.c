@@ -6,6 +6,7 @@
  */
 #include "train/tops.h"
 #include "train/tgemm.h"
+#include "train/tkern.h"
 #include "train/tred.h"
 #include "cpu/vexp.h"
 #include "smoe_internal.h"
@@ -234,6 +235,7 @@ static void attn_fwd_kernel(void *arg, int ith, int nth) {
     const tops_ctx *x = a->ctx;
     const int32_t T = a->T, H = a->H, Hkv = a->Hkv, Dh = a->Dh, group = H / Hkv;
     const float scale = 1.0f / sqrtf((float)Dh);
+    const tkern *tk = tkern_best();
     for (int64_t w = ith; w < (int64_t)a->B * Hkv; w += nth) {
         ATTN_ITEM_SETUP;
         for (int32_t hh = 0; hh < group; hh++) {
@@ -244,12 +246,8 @@ static void attn_fwd_kernel(void *arg, int ith, int nth) {
                 const int64_t r1 = SMOE_MIN(r0 + ATTN_BT, (int64_t)T);
                 tgemm(NULL, ws, wsb, false, r1 - r0, r1, Dh, Q + r0 * ldq, ldq, false, K, ldk, true, P + r0 * T, T);
                 for (int64_t t = r0; t < r1; t++) {                                     /* S = Q K^T -> softmax */
-                    float *row = P + t * T;
-                    for (int64_t j = 0; j <= t; j++) row[j] *= scale;
-                    const float mx = tred_max(row, t + 1);
-                    for (int64_t j = 0; j <= t; j++) row[j] -= mx;
-                    smoe_vexp(row, row, t + 1);
-                    const float inv = (float)(1.0 / tred_sum(row, t + 1));
+                    float *row = P + t * T, mx;
+                    const float inv = (float)(1.0 / tk->exp_sum(t + 1, row, scale, &mx));
                     for (int64_t j = 0; j <= t; j++) row[j] *= inv;
                     for (int64_t j = t + 1; j < r1; j++) row[j] = 0.0f; /* up to the block's edge */
                 }
@@ -331,14 +329,12 @@ static void ce_kernel(void *arg, int ith, int nth) {
     const ce_task *c = arg;
     int64_t n0, n1;
     smoe_split(c->N, ith, nth, &n0, &n1);
+    const tkern *tk = tkern_best();
     for (int64_t n = n0; n < n1; n++) {
-        float *l = c->logits + n * c->V;
-        const float mx = tred_max(l, c->V);
+        float *l = c->logits + n * c->V, mx;
         const int32_t y = c->targets[n];
         const float ly = l[y];
-        for (int64_t v = 0; v < c->V; v++) l[v] -= mx;
-        smoe_vexp(l, l, c->V);
-        const double sum = tred_sum(l, c->V);
+        const double sum = tk->exp_sum(c->V, l, 1.0f, &mx);
         c->loss[n] = log(sum) + mx - ly;
         const float inv = (float)(1.0 / sum), invN = 1.0f / (float)c->Ntotal;
         for (int64_t v = 0; v < c->V; v++) l[v] = l[v] * inv * invN;

@@ -1,6 +1,7 @@
 /*
  * tkern_avx2.c - AVX2 versions of the element-wise training kernels (train/tkern.h):
- * AdamW and SwiGLU forward/backward, eight floats at a time. Each vector operation is the
+ * AdamW, SwiGLU forward/backward and the exponentials of a softmax row, eight floats at a
+ * time. Each vector operation is the
  * IEEE operation the scalar twin in train/tkern.c does, in the same order (mul, add, div
  * and sqrt are correctly rounded in both; no FMA is used), and the tails run the same
  * code on a masked-in copy, so every element gets the twin's bits.
@@ -9,8 +10,10 @@
  * this file alone with -mavx2 -mfma).
  */
 #include "train/tkern.h"
+#include "cpu/x86/vexp_avx2.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 void smoe_vexp_avx2(float *y, const float *x, int64_t n); /* vexp_avx2.c */
@@ -92,4 +95,56 @@ void tk_swiglu_bwd_avx2(int64_t n, const float *g, const float *u, const float *
         swiglu_bwd8(gg, uu, ss, dd, dw);
         memcpy(dg + i, dd, b), memcpy(du + i, dw, b);
     }
+}
+
+/* Two passes: scale and maximum, then e^(x - max) and the sum. The sum's lanes are
+ * tred.h's: element i adds to lane i % 8 (lanes 0-3 in lo, 4-7 in hi), in double. */
+double tk_exp_sum_avx2(int64_t n, float *x, float scale, float *max) {
+    const __m256 sc = _mm256_set1_ps(scale);
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), sc);
+        _mm256_storeu_ps(x + i, v);
+        mx = _mm256_max_ps(v, mx); /* a NaN in v keeps mx, as the twin's compare does */
+    }
+    const int64_t tail = n - i;
+    if (tail) {
+        float b[8];
+        for (int l = 0; l < 8; l++) b[l] = -INFINITY;
+        memcpy(b, x + i, sizeof(float) * (size_t)tail);
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(b), sc);
+        _mm256_storeu_ps(b, v);
+        memcpy(x + i, b, sizeof(float) * (size_t)tail);
+        for (int l = (int)tail; l < 8; l++) b[l] = -INFINITY; /* whatever the padding became */
+        mx = _mm256_max_ps(_mm256_loadu_ps(b), mx);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mx);
+    float m = lanes[0];
+    for (int l = 1; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    *max = m;
+
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = smoe_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    if (tail) {
+        float b[8] = {0};
+        memcpy(b, x + i, sizeof(float) * (size_t)tail);
+        _mm256_storeu_ps(b, smoe_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(b), mv)));
+        memcpy(x + i, b, sizeof(float) * (size_t)tail);
+        for (int l = (int)tail; l < 8; l++) b[l] = 0.0f; /* only the row's elements are summed */
+        const __m256 e = _mm256_loadu_ps(b);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double s[8];
+    _mm256_storeu_pd(s, lo);
+    _mm256_storeu_pd(s + 4, hi);
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
