@@ -36,5 +36,6 @@ int cmd_serve(int argc, char **argv); /* tools/server/ */
 int cmd_tokenizer_train(int argc, char **argv); /* tools/cmd_tokenizer_train.c */
 int cmd_prepare_data(int argc, char **argv);    /* tools/cmd_prepare_data.c */
 int cmd_train(int argc, char **argv);           /* tools/cmd_train.c */
+int cmd_routes(int argc, char **argv);          /* tools/cmd_routes.c */
 
 #endif /* SMOE_CLI_H */

@@ -389,6 +389,7 @@ static const char *MAIN_HELP =
     "  tokenizer-train  learn a BPE vocabulary (SentencePiece style) from text files\n"
     "  prepare-data     tokenize a corpus into a token file with a train/validation split\n"
     "  train            train an MoE model from scratch on a token file\n"
+    "  routes           record expert routing over texts: routes.json and an HTML report\n"
     "\n"
     "'smoe COMMAND --help' describes each command. 'smoe --version' prints the version.\n";
 
@@ -407,6 +408,7 @@ static const struct {
     {"tokenizer-train", cmd_tokenizer_train},
     {"prepare-data", cmd_prepare_data},
     {"train", cmd_train},
+    {"routes", cmd_routes},
 };
 
 int main(int argc, char **argv) {
