@@ -263,6 +263,19 @@ void smoe_ctx_reset(smoe_ctx *c);
  * and leave the context unchanged. */
 smoe_status smoe_ctx_decode(smoe_ctx *c, const int32_t *ids, int32_t n, float *logits, bool all_logits);
 
+/* Several sequences in one forward pass (continuous batching): ctxs[i] gets the next
+ * n_tok[i] tokens of ids (the sequences' tokens one after another) at its own positions,
+ * and row i of logits ([n_seq][n_vocab], or NULL) gets the logits of its last token. The
+ * tokens of all sequences share each matmul and each expert's weights, so this is faster
+ * than one smoe_ctx_decode per sequence, and gives the same logits up to rounding (a
+ * matmul over more rows may take the GEMM path; tests/test_multi.c).
+ * The pass runs on ctxs[0]'s buffers and threads: every context must use the same model,
+ * none may appear twice or be longer than ctxs[0], and the total must not exceed ctxs[0]'s
+ * n_batch. A bad argument, an id out of range or a full context fails before anything
+ * runs, and no context changes. */
+smoe_status smoe_ctx_decode_multi(smoe_ctx *const *ctxs, int32_t n_seq, const int32_t *ids, const int32_t *n_tok,
+                                  float *logits);
+
 /* Routing observer: called for every MoE layer of every forward step with the chosen
  * experts (ids[t*k + j], highest first) and their gate weights, for the n tokens at
  * positions pos0..pos0+n-1. The pointers are valid during the call only. */

@@ -59,7 +59,11 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
               (c->scores = smoe_alloc_aligned(nt * C * (size_t)(inf->n_head / inf->n_head_kv), sizeof(float))) &&
               (c->dq = smoe_alloc_aligned(nt * (size_t)m->max_cols, sizeof(float))) &&
               (c->out_rows = smoe_alloc_aligned(T * D, sizeof(float))) &&
-              (c->rscratch = smoe_alloc_aligned(2 * E, sizeof(float)));
+              (c->rscratch = smoe_alloc_aligned(2 * E, sizeof(float))) &&
+              (c->k_new = smoe_alloc_aligned(T * Dkv, sizeof(float))) &&
+              (c->v_new = smoe_alloc_aligned(T * Dkv, sizeof(float))) &&
+              (c->tok_kc = smoe_alloc_aligned(T, sizeof(float *))) && (c->tok_vc = smoe_alloc_aligned(T, sizeof(float *))) &&
+              (c->tok_nkv = smoe_alloc_aligned(T, sizeof(int32_t)));
     /* quantized activations: at most 4 bytes per value (F32 is the widest vec_dot_type) */
     for (int i = 0; i < 3 && ok; i++) ok = (c->xq[i] = smoe_alloc_aligned(T * (size_t)m->max_cols, sizeof(float))) != NULL;
     /* the f32 GEMM path of prefill (cpu/gemm.h) */
@@ -80,12 +84,15 @@ void smoe_ctx_free(smoe_ctx *c) {
     smoe_pool_free(c->pool);
     float *fbufs[] = {c->k_cache, c->v_cache, c->h, c->xn, c->q, c->att, c->tmp, c->rlogits, c->rw,
                       c->ex_w, c->xg, c->hg, c->hu, c->yg, c->scores, c->dq, c->out_rows, c->rscratch,
-                      c->gemm_a, c->gemm_ws};
+                      c->gemm_a, c->gemm_ws, c->k_new, c->v_new};
     for (size_t i = 0; i < sizeof fbufs / sizeof *fbufs; i++) smoe_free_aligned(fbufs[i]);
     for (int i = 0; i < 3; i++) smoe_free_aligned(c->xq[i]);
     smoe_free_aligned(c->rids);
     smoe_free_aligned(c->ex_tok);
     smoe_free_aligned(c->ex_off);
+    smoe_free_aligned((void *)c->tok_kc);
+    smoe_free_aligned((void *)c->tok_vc);
+    smoe_free_aligned(c->tok_nkv);
     free(c);
 }
 
@@ -118,5 +125,40 @@ smoe_status smoe_ctx_decode(smoe_ctx *c, const int32_t *ids, int32_t n, float *l
         if (st) return st; /* n_past stays at the last complete step */
         c->n_past += T;
     }
+    return SMOE_OK;
+}
+
+smoe_status smoe_ctx_decode_multi(smoe_ctx *const *ctxs, int32_t n_seq, const int32_t *ids, const int32_t *n_tok,
+                                  float *logits) {
+    if (!ctxs || !ids || !n_tok || n_seq <= 0) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: no sequences");
+    smoe_ctx *c = ctxs[0];
+    if (!c) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: NULL context");
+    const int32_t V = c->model->info.n_vocab;
+    int64_t total = 0;
+    for (int32_t s = 0; s < n_seq; s++) {
+        const smoe_ctx *x = ctxs[s];
+        if (!x) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d is NULL", s);
+        if (x->model != c->model)
+            return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d runs another model", s);
+        if (x->n_ctx > c->n_ctx)
+            return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d is longer (%d) than context 0 (%d)", s,
+                            x->n_ctx, c->n_ctx);
+        for (int32_t r = 0; r < s; r++)
+            if (ctxs[r] == x) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d given twice", s);
+        if (n_tok[s] <= 0) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: sequence %d has no tokens", s);
+        if (n_tok[s] > x->n_ctx - x->n_past)
+            return smoe_err(SMOE_ERR_RANGE, "context %d full: %d tokens in the cache + %d new > context length %d", s,
+                            x->n_past, n_tok[s], x->n_ctx);
+        total += n_tok[s];
+    }
+    if (total > c->n_batch)
+        return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: %lld tokens > the batch size %d of context 0",
+                        (long long)total, c->n_batch);
+    for (int64_t i = 0; i < total; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return smoe_err(SMOE_ERR_RANGE, "token id %d at index %lld is out of range [0, %d)", ids[i], (long long)i, V);
+    smoe_status st = smoe_forward_multi(c, ctxs, n_seq, ids, n_tok, logits);
+    if (st) return st;
+    for (int32_t s = 0; s < n_seq; s++) ctxs[s]->n_past += n_tok[s];
     return SMOE_OK;
 }

@@ -7,7 +7,8 @@
  *               h += MoE(x) or SwiGLU(x)                          x = RMSNorm(h) * ffn_norm
  *   logits = output . (RMSNorm(h) * output_norm)
  *
- * One op call per line, with the shape it produces. The heavy ops run on the context's
+ * smoe_forward_multi runs the tokens of several sequences (each with its own cache and
+ * positions) through one pass. One op call per line, with the shape it produces. The heavy ops run on the context's
  * thread pool (cpu/cpu_ops.c, kernels in ops_ref.c and cpu/); expert choice is in
  * router.c and the buffers are allocated in context.c.
  */
@@ -24,7 +25,14 @@
 /* ------------------------------------------------------------------ feed-forward blocks */
 
 /* out[T][D] = sum over the chosen experts of w * down(silu(gate x) * up x) */
-static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, float *out) {
+/* The sequences of a pass, for the route observers: seqs[i] has n_tok[i] rows. */
+typedef struct fwd_segs {
+    smoe_ctx *const *seqs;
+    const int32_t *n_tok;
+    int32_t n_seq;
+} fwd_segs;
+
+static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, const fwd_segs *sg, float *out) {
     const smoe_model_info *inf = &c->model->info;
     const int32_t E = inf->n_expert, K = inf->n_expert_used, D = inf->n_embd;
     smoe_router_cfg rc = {.kind = inf->router, .n_expert = E, .k = K, .scale = 1.0f, .bias = l->router_bias};
@@ -37,7 +45,12 @@ static smoe_status moe_ffn(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, 
         }
     smoe_status st = smoe_route(&rc, c->rlogits, T, c->rids, c->rw, c->rscratch); /* [T][K] ids, weights */
     if (st) return st;
-    if (c->route_fn) c->route_fn(c->route_user, il, c->n_past, T, K, c->rids, c->rw, c->rlogits, E);
+    for (int32_t i = 0, r = 0; i < sg->n_seq; r += sg->n_tok[i++]) { /* each sequence's observer, its rows */
+        const smoe_ctx *x = sg->seqs[i];
+        if (x->route_fn)
+            x->route_fn(x->route_user, il, x->n_past, sg->n_tok[i], K, c->rids + (size_t)r * K, c->rw + (size_t)r * K,
+                        c->rlogits + (size_t)r * E, E);
+    }
 
     /* dispatch: group the T*K assignments by expert, in token order within each group
      * (a stable counting sort; ex_off[e] serves as expert e's write cursor, then is
@@ -79,6 +92,8 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
     const smoe_model_info *inf = &m->info;
     const int64_t D = inf->n_embd, Dq = (int64_t)inf->n_head * inf->head_dim, Dkv = (int64_t)inf->n_head_kv * inf->head_dim;
     smoe_status st;
+    smoe_ctx *self[1] = {c};
+    const fwd_segs sg = {self, &T, 1};
 
     for (int32_t t = 0; t < T; t++) smoe_op_get_row(c->h + t * D, &m->tok_embd, ids[t]); /* [T][D] */
 
@@ -103,7 +118,7 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
         /* feed-forward */
         smoe_op_rmsnorm(c->xn, c->h, l->ffn_norm, T, D, inf->norm_eps);   /* [T][D] */
         if (inf->n_expert > 0) {
-            if ((st = moe_ffn(c, l, il, T, c->tmp))) return st;           /* [T][D] */
+            if ((st = moe_ffn(c, l, il, T, &sg, c->tmp))) return st;      /* [T][D] */
         } else {
             dense_ffn(c, l, T, c->tmp);                                   /* [T][D] */
         }
@@ -115,6 +130,65 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
         const float *rows = c->h + (size_t)(T - n_out) * D;
         smoe_op_rmsnorm(c->out_rows, rows, m->output_norm, n_out, D, inf->norm_eps); /* [n_out][D] */
         matmul(c, logits_out, c->out_rows, &m->output, n_out);                       /* [n_out][V] */
+    }
+    return SMOE_OK;
+}
+
+/* The same pass over several sequences at once: every op but RoPE, the cache writes and
+ * attention runs on all rows together (the experts see every sequence's tokens). */
+smoe_status smoe_forward_multi(smoe_ctx *c, smoe_ctx *const *seqs, int32_t n_seq, const int32_t *ids,
+                               const int32_t *n_tok, float *logits_out) {
+    const smoe_model *m = c->model;
+    const smoe_model_info *inf = &m->info;
+    const int64_t D = inf->n_embd, Dq = (int64_t)inf->n_head * inf->head_dim, Dkv = (int64_t)inf->n_head_kv * inf->head_dim;
+    const fwd_segs sg = {seqs, n_tok, n_seq};
+    smoe_status st;
+    int32_t T = 0;
+    for (int32_t i = 0; i < n_seq; i++) T += n_tok[i];
+
+    for (int32_t t = 0; t < T; t++) smoe_op_get_row(c->h + t * D, &m->tok_embd, ids[t]); /* [T][D] */
+
+    for (int il = 0; il < inf->n_layer; il++) {
+        const smoe_layer *l = &m->layers[il];
+
+        /* attention: q, k, v of all rows; per sequence RoPE at its positions, k and v into
+         * its cache; then every row attends over its own sequence */
+        smoe_op_rmsnorm(c->xn, c->h, l->attn_norm, T, D, inf->norm_eps);  /* [T][D] */
+        const smoe_tensor *qkv[3] = {&l->wq, &l->wk, &l->wv};
+        float *qkv_out[3] = {c->q, c->k_new, c->v_new};
+        smoe_cpu_matmul_n(c, c->xn, T, 3, qkv, qkv_out);                 /* [T][H*Dh], [T][Hkv*Dh] x2 */
+        for (int32_t i = 0, r = 0; i < n_seq; r += n_tok[i++]) {
+            smoe_ctx *x = seqs[i];
+            float *kc = x->k_cache + (size_t)il * x->n_ctx * Dkv, *vc = x->v_cache + (size_t)il * x->n_ctx * Dkv;
+            for (int32_t t = 0; t < n_tok[i]; t++) {
+                const int32_t pos = x->n_past + t, row = r + t;
+                smoe_op_rope(c->q + row * Dq, inf->n_head, inf->head_dim, inf->rope_dim, pos, inf->rope_freq_base);
+                smoe_op_rope(c->k_new + row * Dkv, inf->n_head_kv, inf->head_dim, inf->rope_dim, pos,
+                             inf->rope_freq_base);
+                memcpy(kc + (size_t)pos * Dkv, c->k_new + row * Dkv, sizeof(float) * (size_t)Dkv);
+                memcpy(vc + (size_t)pos * Dkv, c->v_new + row * Dkv, sizeof(float) * (size_t)Dkv);
+                c->tok_kc[row] = kc, c->tok_vc[row] = vc, c->tok_nkv[row] = pos + 1;
+            }
+        }
+        smoe_cpu_attention_multi(c, T);                                   /* [T][H*Dh] causal, per sequence */
+        matmul(c, c->tmp, c->att, &l->wo, T);                             /* [T][D] */
+        add_inplace(c->h, c->tmp, T * D);                                 /* h += attn */
+
+        /* feed-forward */
+        smoe_op_rmsnorm(c->xn, c->h, l->ffn_norm, T, D, inf->norm_eps);   /* [T][D] */
+        if (inf->n_expert > 0) {
+            if ((st = moe_ffn(c, l, il, T, &sg, c->tmp))) return st;      /* [T][D] */
+        } else {
+            dense_ffn(c, l, T, c->tmp);                                   /* [T][D] */
+        }
+        add_inplace(c->h, c->tmp, T * D);                                 /* h += ffn */
+    }
+
+    if (logits_out) {                                                     /* each sequence's last row */
+        for (int32_t i = 0, r = 0; i < n_seq; r += n_tok[i++])
+            memcpy(c->xn + (size_t)i * D, c->h + (size_t)(r + n_tok[i] - 1) * D, sizeof(float) * (size_t)D);
+        smoe_op_rmsnorm(c->out_rows, c->xn, m->output_norm, n_seq, D, inf->norm_eps); /* [n_seq][D] */
+        matmul(c, logits_out, c->out_rows, &m->output, n_seq);                        /* [n_seq][V] */
     }
     return SMOE_OK;
 }

@@ -90,10 +90,22 @@ struct smoe_ctx {
     uint8_t *xq[3];               /* [T][row bytes] activations in a vec_dot_type, one per weight of a fused matmul */
     smoe_route_fn route_fn;
     void *route_user;
+    /* several sequences in one pass (smoe_ctx_decode_multi): this context's buffers and
+     * pool run the batch, each token attends over its own sequence's cache */
+    float *k_new, *v_new;         /* [T][Hkv*Dh] keys and values of the batch before they go to their caches */
+    const float **tok_kc;         /* [T] this layer's key cache of token t's sequence (set per layer) */
+    const float **tok_vc;         /* [T] its value cache */
+    int32_t *tok_nkv;             /* [T] positions token t attends to (its position + 1) */
 };
 
 /* forward.c: run T tokens (T <= n_batch) at positions n_past..; logits_out gets
  * n_out rows (all T, or the last one only). */
 smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logits_out, bool all_logits);
+
+/* forward.c: one pass over the tokens of n_seq sequences (seqs[i] gets n_tok[i] of ids,
+ * in order, at its own positions; sum n_tok <= c->n_batch), run on c's buffers and pool
+ * (c is seqs[0]); logits_out [n_seq][V]: each sequence's last token. */
+smoe_status smoe_forward_multi(smoe_ctx *c, smoe_ctx *const *seqs, int32_t n_seq, const int32_t *ids,
+                               const int32_t *n_tok, float *logits_out);
 
 #endif /* SMOE_MODEL_H */

@@ -246,7 +246,21 @@ typedef struct attn_task {
     smoe_ctx *c;
     int il;
     int32_t T;
+    bool multi; /* tokens of several sequences: caches and lengths per token (c->tok_*) */
 } attn_task;
+
+/* Layer il's caches and the number of positions token t attends to. */
+static inline void attn_source(const attn_task *a, int64_t t, const float **kc, const float **vc, int32_t *n_kv) {
+    const smoe_ctx *c = a->c;
+    if (a->multi) {
+        *kc = c->tok_kc[t], *vc = c->tok_vc[t], *n_kv = c->tok_nkv[t];
+        return;
+    }
+    const int64_t Dkv = (int64_t)c->model->info.n_head_kv * c->model->info.head_dim;
+    *kc = c->k_cache + (size_t)a->il * c->n_ctx * Dkv;
+    *vc = c->v_cache + (size_t)a->il * c->n_ctx * Dkv;
+    *n_kv = c->n_past + (int32_t)t + 1;
+}
 
 static void attn_kernel(void *arg, int ith, int nth) {
     attn_task *a = arg;
@@ -254,16 +268,17 @@ static void attn_kernel(void *arg, int ith, int nth) {
     const smoe_model_info *inf = &c->model->info;
     const int H = inf->n_head, Hkv = inf->n_head_kv, Dh = inf->head_dim, group = H / Hkv;
     const int64_t Dkv = (int64_t)Hkv * Dh;
-    const float *kc = c->k_cache + (size_t)a->il * c->n_ctx * Dkv;
-    const float *vc = c->v_cache + (size_t)a->il * c->n_ctx * Dkv;
     float *scores = c->scores + (size_t)ith * c->n_ctx * (size_t)group;
+    const float *kc, *vc;
+    int32_t n_kv;
     if (c->reference) { /* one query head at a time, fp64 accumulation */
         int64_t w0, w1;
         smoe_split((int64_t)a->T * H, ith, nth, &w0, &w1);
         for (int64_t w = w0; w < w1; w++) {
             const int64_t t = w / H, hq = w % H, hk = hq / group; /* query head hq reads kv head hq / (H/Hkv) */
+            attn_source(a, t, &kc, &vc, &n_kv);
             smoe_op_attend(c->att + t * H * Dh + hq * Dh, c->q + t * H * Dh + hq * Dh, kc + hk * Dh, vc + hk * Dh, Dkv,
-                           c->n_past + (int32_t)t + 1, Dh, scores);
+                           n_kv, Dh, scores);
         }
         return;
     }
@@ -272,13 +287,18 @@ static void attn_kernel(void *arg, int ith, int nth) {
      * ranges would give the last thread the longest rows. */
     for (int64_t w = ith; w < (int64_t)a->T * Hkv; w += nth) {
         const int64_t t = w / Hkv, hk = w % Hkv, off = t * H * Dh + hk * group * Dh;
-        c->attn_fn(c->att + off, c->q + off, kc + hk * Dh, vc + hk * Dh, Dkv, c->n_past + (int32_t)t + 1, group, Dh,
-                   scores);
+        attn_source(a, t, &kc, &vc, &n_kv);
+        c->attn_fn(c->att + off, c->q + off, kc + hk * Dh, vc + hk * Dh, Dkv, n_kv, group, Dh, scores);
     }
 }
 
 void smoe_cpu_attention(smoe_ctx *c, int il, int32_t T) {
-    attn_task a = {c, il, T};
+    attn_task a = {c, il, T, false};
+    smoe_pool_run(c->pool, attn_kernel, &a);
+}
+
+void smoe_cpu_attention_multi(smoe_ctx *c, int32_t T) {
+    attn_task a = {c, 0, T, true};
     smoe_pool_run(c->pool, attn_kernel, &a);
 }
 

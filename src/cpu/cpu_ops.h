@@ -30,5 +30,8 @@ void smoe_cpu_experts(smoe_ctx *c, const smoe_tensor *Wg, const smoe_tensor *Wu,
 
 /* Causal attention of the T new tokens of layer il over the KV cache -> c->att. */
 void smoe_cpu_attention(smoe_ctx *c, int il, int32_t T);
+/* The same over tokens of several sequences: token t reads c->tok_kc[t], c->tok_vc[t]
+ * (its sequence's caches of the layer) up to c->tok_nkv[t] positions. */
+void smoe_cpu_attention_multi(smoe_ctx *c, int32_t T);
 
 #endif /* SMOE_CPU_OPS_H */
