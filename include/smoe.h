@@ -269,12 +269,12 @@ smoe_status smoe_ctx_decode(smoe_ctx *c, const int32_t *ids, int32_t n, float *l
  * tokens of all sequences share each matmul and each expert's weights, so this is faster
  * than one smoe_ctx_decode per sequence, and gives the same logits up to rounding (a
  * matmul over more rows may take the GEMM path; tests/test_multi.c).
- * The pass runs on ctxs[0]'s buffers and threads: every context must use the same model,
- * none may appear twice or be longer than ctxs[0], and the total must not exceed ctxs[0]'s
- * n_batch. A bad argument, an id out of range or a full context fails before anything
- * runs, and no context changes. */
-smoe_status smoe_ctx_decode_multi(smoe_ctx *const *ctxs, int32_t n_seq, const int32_t *ids, const int32_t *n_tok,
-                                  float *logits);
+ * The pass runs on the buffers and threads of `runner`, which may be one of ctxs or not:
+ * every context must use runner's model and be no longer than runner, none may appear
+ * twice, and the tokens must fit runner's n_batch. A bad argument, an id out of range or
+ * a full context fails before anything runs, and no context changes. */
+smoe_status smoe_ctx_decode_multi(smoe_ctx *runner, smoe_ctx *const *ctxs, int32_t n_seq, const int32_t *ids,
+                                  const int32_t *n_tok, float *logits);
 
 /* Routing observer: called for every MoE layer of every forward step with the chosen
  * experts (ids[t*k + j], highest first) and their gate weights, for the n tokens at

@@ -128,11 +128,11 @@ smoe_status smoe_ctx_decode(smoe_ctx *c, const int32_t *ids, int32_t n, float *l
     return SMOE_OK;
 }
 
-smoe_status smoe_ctx_decode_multi(smoe_ctx *const *ctxs, int32_t n_seq, const int32_t *ids, const int32_t *n_tok,
-                                  float *logits) {
-    if (!ctxs || !ids || !n_tok || n_seq <= 0) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: no sequences");
-    smoe_ctx *c = ctxs[0];
-    if (!c) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: NULL context");
+smoe_status smoe_ctx_decode_multi(smoe_ctx *runner, smoe_ctx *const *ctxs, int32_t n_seq, const int32_t *ids,
+                                  const int32_t *n_tok, float *logits) {
+    if (!runner || !ctxs || !ids || !n_tok) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: NULL argument");
+    if (n_seq <= 0) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: no sequences");
+    smoe_ctx *c = runner;
     const int32_t V = c->model->info.n_vocab;
     int64_t total = 0;
     for (int32_t s = 0; s < n_seq; s++) {
@@ -141,7 +141,7 @@ smoe_status smoe_ctx_decode_multi(smoe_ctx *const *ctxs, int32_t n_seq, const in
         if (x->model != c->model)
             return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d runs another model", s);
         if (x->n_ctx > c->n_ctx)
-            return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d is longer (%d) than context 0 (%d)", s,
+            return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d is longer (%d) than the runner (%d)", s,
                             x->n_ctx, c->n_ctx);
         for (int32_t r = 0; r < s; r++)
             if (ctxs[r] == x) return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: context %d given twice", s);
@@ -152,7 +152,7 @@ smoe_status smoe_ctx_decode_multi(smoe_ctx *const *ctxs, int32_t n_seq, const in
         total += n_tok[s];
     }
     if (total > c->n_batch)
-        return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: %lld tokens > the batch size %d of context 0",
+        return smoe_err(SMOE_ERR_INVALID_ARG, "smoe_ctx_decode_multi: %lld tokens > the runner's batch size %d",
                         (long long)total, c->n_batch);
     for (int64_t i = 0; i < total; i++)
         if (ids[i] < 0 || ids[i] >= V)

@@ -104,7 +104,7 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
 
 /* forward.c: one pass over the tokens of n_seq sequences (seqs[i] gets n_tok[i] of ids,
  * in order, at its own positions; sum n_tok <= c->n_batch), run on c's buffers and pool
- * (c is seqs[0]); logits_out [n_seq][V]: each sequence's last token. */
+ * (c need not be one of seqs); logits_out [n_seq][V]: each sequence's last token. */
 smoe_status smoe_forward_multi(smoe_ctx *c, smoe_ctx *const *seqs, int32_t n_seq, const int32_t *ids,
                                const int32_t *n_tok, float *logits_out);
 

@@ -2,7 +2,7 @@
  * test_multi.c - smoe_ctx_decode_multi (several sequences in one forward pass) against
  * one smoe_ctx_decode per sequence on the mixtral-tiny models (F32 and quantized): the
  * same logits for a mix of prompt chunks and single tokens, over several steps, with 1
- * and 3 threads; each sequence's route observer sees its own rows; bad calls fail before
+ * and 3 threads, run on one of the sequences or on a context outside the batch; each sequence's route observer sees its own rows; bad calls fail before
  * anything changes.
  */
 #include "smoe.h"
@@ -57,7 +57,8 @@ static void test_model(const char *file, int threads, double tol) {
     const int32_t V = smoe_model_get_info(m)->n_vocab;
     smoe_ctx_params p = smoe_ctx_default_params();
     p.n_ctx = 64, p.n_batch = 32, p.n_threads = threads;
-    smoe_ctx *multi[NSEQ], *single[NSEQ];
+    smoe_ctx *multi[NSEQ], *single[NSEQ], *runner = NULL; /* odd steps run on a context outside the batch */
+    CHECK_OK(smoe_ctx_init(m, &p, &runner));
     for (int s = 0; s < NSEQ; s++) {
         CHECK_OK(smoe_ctx_init(m, &p, &multi[s]));
         CHECK_OK(smoe_ctx_init(m, &p, &single[s]));
@@ -77,7 +78,7 @@ static void test_model(const char *file, int threads, double tol) {
             cs[n_seq] = multi[s], n_tok[n_seq] = n, which[n_seq++] = s;
             total += n;
         }
-        if (!OK(smoe_ctx_decode_multi(cs, n_seq, ids, n_tok, lm))) break;
+        if (!OK(smoe_ctx_decode_multi(step % 2 ? runner : cs[0], cs, n_seq, ids, n_tok, lm))) break;
         for (int32_t i = 0, r = 0; i < n_seq; r += n_tok[i++]) {
             const int s = which[i];
             if (!OK(smoe_ctx_decode(single[s], ids + r, n_tok[i], ls, false))) break;
@@ -89,6 +90,7 @@ static void test_model(const char *file, int threads, double tol) {
     CHECK(worst <= tol, "%s, %d threads: multi-sequence logits = one decode per sequence (max rel diff %.2g, tol %.1g)",
           file, threads, worst, tol);
     for (int s = 0; s < NSEQ; s++) smoe_ctx_free(multi[s]), smoe_ctx_free(single[s]);
+    smoe_ctx_free(runner);
     free(lm), free(ls);
     smoe_model_free(m);
 }
@@ -115,7 +117,7 @@ static void test_observers_and_errors(void) {
     sa = (seen){0};
     smoe_ctx *cs[2] = {a, b};
     const int32_t n_tok[2] = {1, 3};
-    CHECK_OK(smoe_ctx_decode_multi(cs, 2, ids + 1, n_tok, NULL));
+    CHECK_OK(smoe_ctx_decode_multi(solo, cs, 2, ids + 1, n_tok, NULL));
     CHECK(sa.calls == L && sb.calls == L, "each observer called once per layer (%d, %d of %d)", sa.calls, sb.calls, L);
     CHECK(sa.rows == 1 && sa.pos0_sum == 1 && sb.rows == 3 && sb.pos0_sum == 0, "observers get their rows and positions");
     CHECK(!memcmp(sb.ids, ss.ids, sizeof(int32_t) * 3 * (size_t)K), "b's experts = the same tokens decoded alone");
@@ -123,17 +125,17 @@ static void test_observers_and_errors(void) {
     /* failures: nothing runs, positions stay */
     const int32_t one[2] = {1, 1}, bad_ids[2] = {5, V}, many[2] = {5, 4};
     smoe_ctx *dup[2] = {a, a};
-    CHECK(smoe_ctx_decode_multi(dup, 2, ids, one, NULL) == SMOE_ERR_INVALID_ARG, "a context given twice is refused");
-    CHECK(smoe_ctx_decode_multi(cs, 2, bad_ids, one, NULL) == SMOE_ERR_RANGE, "an id out of range is refused");
-    CHECK(smoe_ctx_decode_multi(cs, 2, ids, many, NULL) == SMOE_ERR_INVALID_ARG, "more tokens than n_batch are refused");
+    CHECK(smoe_ctx_decode_multi(a, dup, 2, ids, one, NULL) == SMOE_ERR_INVALID_ARG, "a context given twice is refused");
+    CHECK(smoe_ctx_decode_multi(a, cs, 2, bad_ids, one, NULL) == SMOE_ERR_RANGE, "an id out of range is refused");
+    CHECK(smoe_ctx_decode_multi(a, cs, 2, ids, many, NULL) == SMOE_ERR_INVALID_ARG, "more tokens than n_batch are refused");
     const int32_t zero[2] = {1, 0};
-    CHECK(smoe_ctx_decode_multi(cs, 2, ids, zero, NULL) == SMOE_ERR_INVALID_ARG, "a sequence without tokens is refused");
-    CHECK(smoe_ctx_decode_multi(cs, 0, ids, one, NULL) == SMOE_ERR_INVALID_ARG, "no sequences is refused");
+    CHECK(smoe_ctx_decode_multi(a, cs, 2, ids, zero, NULL) == SMOE_ERR_INVALID_ARG, "a sequence without tokens is refused");
+    CHECK(smoe_ctx_decode_multi(a, cs, 0, ids, one, NULL) == SMOE_ERR_INVALID_ARG, "no sequences is refused");
     int32_t fill[8] = {0};
     CHECK_OK(smoe_ctx_decode(b, fill, 8, NULL, false));
     CHECK_OK(smoe_ctx_decode(b, fill, 4, NULL, false)); /* b: 3 + 12 = 15 of 16 */
     const int32_t two[2] = {1, 2};
-    CHECK(smoe_ctx_decode_multi(cs, 2, ids, two, NULL) == SMOE_ERR_RANGE, "a full context is refused");
+    CHECK(smoe_ctx_decode_multi(a, cs, 2, ids, two, NULL) == SMOE_ERR_RANGE, "a full context is refused");
     CHECK(smoe_ctx_n_past(a) == 2 && smoe_ctx_n_past(b) == 15, "failed calls leave the positions (%d, %d)",
           smoe_ctx_n_past(a), smoe_ctx_n_past(b));
     smoe_model *m2 = NULL;
@@ -141,7 +143,7 @@ static void test_observers_and_errors(void) {
     if (OK(smoe_model_load(th_data("model/mixtral-tiny-Q8_0.gguf"), NULL, &m2)) &&
         OK(smoe_ctx_init(m2, &p, &other))) {
         smoe_ctx *mixed[2] = {a, other};
-        CHECK(smoe_ctx_decode_multi(mixed, 2, ids, one, NULL) == SMOE_ERR_INVALID_ARG, "contexts of two models are refused");
+        CHECK(smoe_ctx_decode_multi(a, mixed, 2, ids, one, NULL) == SMOE_ERR_INVALID_ARG, "contexts of two models are refused");
     }
     smoe_ctx_free(other);
     smoe_model_free(m2);
