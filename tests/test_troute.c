@@ -5,7 +5,8 @@
  *   2. train-tiny's aux_a (per layer) and aux_b (pooled) from its router logits;
  *   3. central finite differences of L = sum dw w + aux_coef aux + z_coef z for every
  *      router x {plain, Switch aux, z-loss, both}, plus the HF loss pooled over two layers;
- *   4. Yuan 2.0-M32's attention router against the peer fixture (forward, gradients composed
+ *   4. Yuan 2.0-M32's attention router against the peer fixture (the whole MoE layer's
+ *      output, dL/dx and expert gradients too; forward, gradients composed
  *      with the router weights, the large-score stress case);
  *   5. hostile configurations.
  * Fixtures: tests/data/troute/ (copies, see its README.md).
@@ -728,6 +729,88 @@ out:
     free(dgw), free(dr), free(dWq), free(dWk), free(dWv);
 }
 
+/* The whole MoE layer of the fixture: smoe's attention router (forward and backward) with
+ * the experts written out here in double; moe_out, dL/dx (router and experts) and the
+ * experts' gradients against Yuan's classes under float64 autograd. */
+enum { YF = 32 };
+static void test_yuan_layer(void) {
+    float *x = read_f32("troute/attention-router/main/x.f32", YT * YD);
+    float *W = read_f32("troute/attention-router/main/w_qkv_fused.f32", 3 * YN * YD);
+    float *w1 = read_f32("troute/attention-router/main/experts_w1.f32", YN * 2 * YF * YD);
+    float *w2 = read_f32("troute/attention-router/main/experts_w2.f32", YN * YD * YF);
+    float *out_ref = read_f32("troute/attention-router/main/moe_out.f32", YT * YD);
+    float *R = read_f32("troute/attention-router/grad/R.f32", YT * YD);
+    float *dx_ref = read_f32("troute/attention-router/grad/dL_dx.f32", YT * YD);
+    float *dw1_ref = read_f32("troute/attention-router/grad/dL_dexperts_w1.f32", YN * 2 * YF * YD);
+    float *dw2_ref = read_f32("troute/attention-router/grad/dL_dexperts_w2.f32", YN * YD * YF);
+    float *out = calloc(YT * YD, sizeof(float)), *dx = calloc(YT * YD, sizeof(float));
+    float *dw1 = calloc(YN * 2 * YF * YD, sizeof(float)), *dw2 = calloc(YN * YD * YF, sizeof(float));
+    fw f = {0};
+    if (!x || !W || !w1 || !w2 || !out_ref || !R || !dx_ref || !dw1_ref || !dw2_ref || !out || !dx || !dw1 || !dw2)
+        goto out;
+
+    float z[YT * 3 * YN], dz[YT * 3 * YN], dgw[YT * YK];
+    for (int t = 0; t < YT; t++)
+        for (int o = 0; o < 3 * YN; o++) {
+            double s = 0;
+            for (int d = 0; d < YD; d++) s += (double)W[o * YD + d] * x[t * YD + d];
+            z[t * 3 * YN + o] = (float)s;
+        }
+    smoe_troute_cfg cfg = make_cfg(SMOE_TROUTE_ATTENTION, YN, YK);
+    f = fw_run(&cfg, YT, z, NULL, 0);
+    CHECK_OK(f.rc);
+    for (int t = 0; t < YT; t++)
+        for (int s = 0; s < YK; s++) { /* expert e on token t: y = w2 (silu(h_g) h_u), h = w1 x */
+            const int e = f.ids[t * YK + s];
+            const float *A = w1 + (size_t)e * 2 * YF * YD, *B = w2 + (size_t)e * YD * YF, *xt = x + t * YD;
+            double h[2 * YF], a[YF], y[YD], da[YF], dh[2 * YF], gsum = 0;
+            for (int o = 0; o < 2 * YF; o++) {
+                h[o] = 0;
+                for (int d = 0; d < YD; d++) h[o] += (double)A[o * YD + d] * xt[d];
+            }
+            for (int i = 0; i < YF; i++) a[i] = h[i] / (1 + exp(-h[i])) * h[YF + i];
+            for (int d = 0; d < YD; d++) {
+                y[d] = 0;
+                for (int i = 0; i < YF; i++) y[d] += (double)B[d * YF + i] * a[i];
+                out[t * YD + d] += (float)(f.w[t * YK + s] * y[d]);
+                gsum += y[d] * R[t * YD + d]; /* dL/dgate = R[t] . y */
+            }
+            dgw[t * YK + s] = (float)gsum;
+            const double g = f.w[t * YK + s];
+            for (int i = 0; i < YF; i++) {
+                da[i] = 0;
+                for (int d = 0; d < YD; d++) {
+                    da[i] += (double)B[d * YF + i] * g * R[t * YD + d];
+                    dw2[(size_t)e * YD * YF + d * YF + i] += (float)(g * R[t * YD + d] * a[i]);
+                }
+                const double sg = 1 / (1 + exp(-h[i]));
+                dh[i] = da[i] * h[YF + i] * sg * (1 + h[i] * (1 - sg));
+                dh[YF + i] = da[i] * h[i] * sg;
+            }
+            for (int o = 0; o < 2 * YF; o++)
+                for (int d = 0; d < YD; d++) {
+                    dw1[(size_t)e * 2 * YF * YD + o * YD + d] += (float)(dh[o] * xt[d]);
+                    dx[t * YD + d] += (float)(dh[o] * A[o * YD + d]);
+                }
+        }
+    CHECK(rel_norm(out, out_ref, YT * YD) < 1e-5, "Yuan MoE output: %g", rel_norm(out, out_ref, YT * YD));
+    CHECK(rel_norm(dw1, dw1_ref, YN * 2 * YF * YD) < 1e-5, "Yuan dL/d experts w1: %g",
+          rel_norm(dw1, dw1_ref, YN * 2 * YF * YD));
+    CHECK(rel_norm(dw2, dw2_ref, YN * YD * YF) < 1e-5, "Yuan dL/d experts w2: %g", rel_norm(dw2, dw2_ref, YN * YD * YF));
+    smoe_troute_backward(&cfg, YT, z, f.ids, f.state, dgw, NULL, dz); /* the router's part of dL/dx: dz W */
+    for (int t = 0; t < YT; t++)
+        for (int d = 0; d < YD; d++) {
+            double s = 0;
+            for (int o = 0; o < 3 * YN; o++) s += (double)dz[t * 3 * YN + o] * W[o * YD + d];
+            dx[t * YD + d] += (float)s;
+        }
+    CHECK(rel_norm(dx, dx_ref, YT * YD) < 1e-5, "Yuan dL/dx (router + experts): %g", rel_norm(dx, dx_ref, YT * YD));
+out:
+    fw_free(&f);
+    free(x), free(W), free(w1), free(w2), free(out_ref), free(R), free(dx_ref), free(dw1_ref), free(dw2_ref);
+    free(out), free(dx), free(dw1), free(dw2);
+}
+
 static void test_yuan_stress(void) {
     float *q = read_f32("troute/attention-router/stress_large_scores/q.f32", YT * YN);
     float *k = read_f32("troute/attention-router/stress_large_scores/k.f32", YT * YN);
@@ -854,6 +937,7 @@ int main(void) {
     test_gradcheck();
     test_gradcheck_hf();
     test_yuan_main();
+    test_yuan_layer();
     test_yuan_stress();
     test_hostile();
     return TEST_REPORT();
