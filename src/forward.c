@@ -85,6 +85,21 @@ static void add_inplace(float *h, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) h[i] += x[i];
 }
 
+/* h[T][D] += MoE or SwiGLU FFN of RMSNorm(h) * ffn_norm */
+static smoe_status ffn_block(smoe_ctx *c, const smoe_layer *l, int il, int32_t T, const fwd_segs *sg) {
+    const smoe_model_info *inf = &c->model->info;
+    const int64_t D = inf->n_embd;
+    smoe_op_rmsnorm(c->xn, c->h, l->ffn_norm, T, D, inf->norm_eps);       /* [T][D] */
+    if (inf->n_expert > 0) {
+        smoe_status st = moe_ffn(c, l, il, T, sg, c->tmp);               /* [T][D] */
+        if (st) return st;
+    } else {
+        dense_ffn(c, l, T, c->tmp);                                       /* [T][D] */
+    }
+    add_inplace(c->h, c->tmp, T * D);                                     /* h += ffn */
+    return SMOE_OK;
+}
+
 /* ------------------------------------------------------------------ the forward pass */
 
 smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logits_out, bool all_logits) {
@@ -115,14 +130,7 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
         matmul(c, c->tmp, c->att, &l->wo, T);                             /* [T][D] */
         add_inplace(c->h, c->tmp, T * D);                                 /* h += attn */
 
-        /* feed-forward */
-        smoe_op_rmsnorm(c->xn, c->h, l->ffn_norm, T, D, inf->norm_eps);   /* [T][D] */
-        if (inf->n_expert > 0) {
-            if ((st = moe_ffn(c, l, il, T, &sg, c->tmp))) return st;      /* [T][D] */
-        } else {
-            dense_ffn(c, l, T, c->tmp);                                   /* [T][D] */
-        }
-        add_inplace(c->h, c->tmp, T * D);                                 /* h += ffn */
+        if ((st = ffn_block(c, l, il, T, &sg))) return st;               /* h += ffn(RMSNorm(h)) */
     }
 
     if (logits_out) {
@@ -174,14 +182,7 @@ smoe_status smoe_forward_multi(smoe_ctx *c, smoe_ctx *const *seqs, int32_t n_seq
         matmul(c, c->tmp, c->att, &l->wo, T);                             /* [T][D] */
         add_inplace(c->h, c->tmp, T * D);                                 /* h += attn */
 
-        /* feed-forward */
-        smoe_op_rmsnorm(c->xn, c->h, l->ffn_norm, T, D, inf->norm_eps);   /* [T][D] */
-        if (inf->n_expert > 0) {
-            if ((st = moe_ffn(c, l, il, T, &sg, c->tmp))) return st;      /* [T][D] */
-        } else {
-            dense_ffn(c, l, T, c->tmp);                                   /* [T][D] */
-        }
-        add_inplace(c->h, c->tmp, T * D);                                 /* h += ffn */
+        if ((st = ffn_block(c, l, il, T, &sg))) return st;               /* h += ffn(RMSNorm(h)) */
     }
 
     if (logits_out) {                                                     /* each sequence's last row */
