@@ -3,9 +3,11 @@
 # shapes, streaming, stop strings, determinism, the chat templates (Mixtral ids, ChatML, an
 # unknown template), hostile input (bad JSON and types, huge bodies, long prompts, unknown
 # model/route/method, missing key, idle and flooding connections), a full queue, clients
-# that disconnect, 16 concurrent streams, the official openai Python client (in a venv under
-# build/), and a clean exit on SIGTERM. The test model has random weights: shapes and counts
-# are checked, not content. Skips (0 failed) when smoe was built without server support.
+# that disconnect, 16 concurrent streams, continuous batching with the bundled model (greedy
+# text alone == in a busy batch == unbatched, 16 streams on 16 slots, more slots than the
+# batch holds), the official openai Python client (in a venv under build/), and a clean exit
+# on SIGTERM. The test model has random weights: shapes and counts are checked, not content.
+# Skips (0 failed) when smoe was built without server support.
 # Prints "N passed, N failed" last.
 # usage: tests/serve.sh [path/to/smoe]
 set -u
@@ -402,6 +404,95 @@ stop "$B_PID"
 check '[ "$STOP_RC" = 0 ]' "SIGTERM with a request in flight: exit $STOP_RC, want 0: $(tail -n 3 "$T/B.log")"
 wait "$C3_PID" 2>/dev/null
 check 'tail -c 300 "$T/long3" | grep -q "data: \[DONE\]"' "in-flight stream closed with [DONE]: $(tail -c 300 "$T/long3")"
+
+# ---------------------------------------------------------------- servers E, F, G: continuous batching (bundled model)
+# Every step runs the tokens of all active slots in one forward pass. Greedy text must not
+# depend on what else is in the batch: each prompt alone, then three at once while three
+# long streams keep other slots busy (prompt chunks and single tokens of six requests share
+# steps), and on a server with the old one-pass-per-slot engine (--no-batch). Then 16
+# streaming clients at once on 16 slots, and more slots than a step can take tokens for
+# (--ctx 8: the batch holds 8 tokens, 12 slots want more).
+KJV=${KJV_MODEL:-models/kjv-moe.gguf}
+if [ -f "$KJV" ]; then
+    AUTH=()
+    GP=("In the beginning" "And God said" "The LORD is my shepherd")
+    greq() { echo "{\"prompt\":\"${GP[$1]}\",\"max_tokens\":48,\"temperature\":0}"; }
+    start E -m "$KJV" --parallel 16 --ctx 4096
+    E_PID=$PID
+    for k in 0 1 2; do post /v1/completions "$(greq $k)"; cp "$T/body" "$T/g$k.alone"; done
+    BG=()
+    for k in 1 2 3; do
+        curl -s -N "$BASE/v1/completions" -o /dev/null --data-binary \
+            "{\"prompt\":\"And it came to pass $k\",\"max_tokens\":4000,\"ignore_eos\":true,\"temperature\":0.8,\"seed\":$k,\"stream\":true}" &
+        BG+=($!)
+    done
+    CLIENTS+=("${BG[@]}")
+    check 'wait_metric smoe_slots_active 3' "three long streams running"
+    PIDS=()
+    for k in 0 1 2; do
+        curl -s -m 120 "$BASE/v1/completions" --data-binary "$(greq $k)" -o "$T/g$k.busy" &
+        PIDS+=($!)
+    done
+    CLIENTS+=("${PIDS[@]}")
+    wait "${PIDS[@]}"
+    check '[ "$(metric smoe_slots_active)" = 3 ]' "the long streams ran throughout the greedy requests"
+    for k in 0 1 2; do
+        pyck "f[0]['choices'][0]['text'] and f[0]['choices'][0]['text'] == f[1]['choices'][0]['text'] and f[0]['usage'] == f[1]['usage']" \
+            "greedy '${GP[$k]}' alone == batched with 5 others: $(head -c 300 "$T/g$k.alone") vs $(head -c 300 "$T/g$k.busy")" \
+            "$T/g$k.alone" "$T/g$k.busy"
+    done
+    kill "${BG[@]}" 2>/dev/null; wait "${BG[@]}" 2>/dev/null
+    check 'wait_metric smoe_slots_active 0' "disconnected long streams free their slots"
+
+    # 16 concurrent streaming clients on 16 slots all complete, 64 tokens each
+    t0=$SECONDS
+    PIDS=()
+    for i in $(seq 1 16); do
+        curl -s -N -m 120 "$BASE/v1/completions" -o "$T/load$i" --data-binary \
+            "{\"prompt\":\"${GP[$((i % 3))]} $i\",\"max_tokens\":64,\"ignore_eos\":true,\"temperature\":0.8,\"seed\":$i,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" &
+        PIDS+=($!)
+    done
+    CLIENTS+=("${PIDS[@]}")
+    wait "${PIDS[@]}"
+    n=0
+    for i in $(seq 1 16); do
+        sse_check "$T/load$i" completion >/dev/null 2>&1 && grep -q '"completion_tokens":64,' "$T/load$i" && n=$((n + 1))
+    done
+    check '[ $n -eq 16 ]' "16 concurrent streams on 16 slots: $n of 16 complete with 64 tokens and [DONE] ($((SECONDS - t0)) s)"
+    stop "$E_PID"; check '[ "$STOP_RC" = 0 ]' "server E exit $STOP_RC"
+
+    start F -m "$KJV" --parallel 4 --ctx 4096 --no-batch
+    F_PID=$PID
+    check 'grep -q "unbatched" "$T/F.log"' "--no-batch is logged at start"
+    for k in 0 1 2; do
+        post /v1/completions "$(greq $k)"
+        pyck "f[0]['choices'][0]['text'] == f[1]['choices'][0]['text']" "greedy '${GP[$k]}': --no-batch == batched" "$T/g$k.alone" "$T/body"
+    done
+    stop "$F_PID"; check '[ "$STOP_RC" = 0 ]' "server F exit $STOP_RC"
+
+    # --ctx 8: 12 requests of a 4-token prompt each fill their context (5 tokens, "length");
+    # the first steps have 48 prompt tokens and later 12 single tokens for a batch of 8
+    start G -m "$KJV" --parallel 12 --ctx 8
+    G_PID=$PID
+    GREQ='{"prompt":"In the beginning","max_tokens":100,"ignore_eos":true,"temperature":0}'
+    post /v1/completions "$GREQ"; cp "$T/body" "$T/short.alone"
+    jcheck "j['usage'] == {'prompt_tokens': 4, 'completion_tokens': 5, 'total_tokens': 9} and j['choices'][0]['finish_reason'] == 'length'" "--ctx 8: a 4-token prompt gets 5 tokens"
+    PIDS=()
+    for i in $(seq 1 12); do
+        curl -s -m 120 "$BASE/v1/completions" --data-binary "$GREQ" -o "$T/short$i" &
+        PIDS+=($!)
+    done
+    CLIENTS+=("${PIDS[@]}")
+    wait "${PIDS[@]}"
+    n=0
+    for i in $(seq 1 12); do
+        [ "$(python3 -c 'import json,sys; a,b=(json.load(open(x)) for x in sys.argv[1:]); print(a["choices"] == b["choices"] and a["usage"] == b["usage"])' "$T/short.alone" "$T/short$i" 2>/dev/null)" = True ] && n=$((n + 1))
+    done
+    check '[ $n -eq 12 ]' "12 slots sharing an 8-token batch: $n of 12 answers == the request alone"
+    stop "$G_PID"; check '[ "$STOP_RC" = 0 ]' "server G exit $STOP_RC"
+else
+    skip "bundled model $KJV not found: batching checks not run"
+fi
 
 # ---------------------------------------------------------------- chat templates from the file
 # with_template OUT TEXT : a copy of the model with tokenizer.chat_template = TEXT

@@ -6,10 +6,18 @@
  * publish; the forward pass, sampling, detokenization and stop-string search run unlocked
  * on state that only the engine thread touches (the slot structs and their contexts).
  *
- * A step: retire cancelled jobs, admit queued jobs into free slots, then for every active
- * slot feed its input (a prompt chunk, or the token sampled last step) through
- * engine_forward_step, sample the next token, detokenize it, look for stop strings, and
- * publish the text that is safe to send.
+ * A step: retire cancelled jobs, admit queued jobs into free slots, plan every active
+ * slot's input (the token sampled last step, or a prompt chunk) within the step's token
+ * budget (engine_plan), run all of them through the model in one batched pass
+ * (engine_forward_step: smoe_ctx_decode_multi, the experts' weights shared across the
+ * requests), then for each slot whose prompt is done sample the next token from its row of
+ * the shared logits, detokenize it, look for stop strings, and publish the text that is
+ * safe to send.
+ *
+ * The batched pass runs on one fixed runner, slot 0's context: its buffers and its thread
+ * pool (the requested thread count). The other slots' contexts only hold a KV cache and a
+ * position, so they are made with one thread (a pool of one starts no threads) and a
+ * one-token batch (their activation buffers are never used).
  */
 #include "engine.h"
 
@@ -22,7 +30,8 @@
 #include <string.h>
 #include <time.h>
 
-#define PROMPT_CHUNK 256 /* prompt tokens a slot feeds per step, so others keep streaming */
+#define PROMPT_CHUNK 256 /* most prompt tokens a slot feeds per step, so others keep streaming */
+#define STEP_BATCH 256   /* n_batch of the runner: most tokens of all slots in one step */
 
 typedef enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_state;
 
@@ -47,13 +56,13 @@ struct engine_job {
 
 typedef struct slot {
     smoe_ctx *ctx;
-    float *logits;         /* [V] after the last fed token */
+    float *logits;         /* [V] after the last fed token: this step's row of engine.logits */
     smoe_sampler *smp;     /* per job (seeded from the request) */
     smoe_detok dt;
     engine_job *job;       /* NULL = free */
     int32_t n_fed;         /* prompt tokens already in the KV cache */
     int32_t next;          /* token sampled last step, fed this step */
-    const int32_t *in;     /* this step's input: n_in ids */
+    const int32_t *in;     /* this step's input: n_in ids (0 = sits this step out) */
     int32_t n_in;
     bool in_prompt;        /* this step feeds prompt tokens */
     bool forward_ok;
@@ -70,7 +79,16 @@ struct engine {
     int32_t n_vocab, n_ctx, eos;
     slot *slots;
     int32_t n_slots;
-    slot **active;         /* [n_slots] this step's active slots (engine thread only) */
+    bool unbatched;        /* one smoe_ctx_decode per slot (engine_params.unbatched) */
+    int32_t budget;        /* most tokens of all slots per step (unbatched: no limit) */
+    uint32_t rr;           /* step counter: where the round-robin of engine_plan starts */
+    /* engine thread only, sized at open */
+    slot **active;         /* [n_slots] this step's active slots */
+    slot **order;          /* [n_slots] scratch of engine_plan */
+    float *logits;         /* [n_slots][V] each sequence's logits of this step */
+    smoe_ctx **seq_ctx;    /* [n_slots] the contexts of this step's pass */
+    int32_t *seq_n;        /* [n_slots] their token counts */
+    int32_t *ids;          /* [budget] their tokens, one sequence after another */
     engine_job **queue;    /* FIFO, [queue_cap + n_slots] */
     int32_t queue_cap, n_queued;
     pthread_mutex_t mu;
@@ -124,21 +142,38 @@ smoe_status engine_open(const engine_params *p, engine **out) {
     e->n_vocab = smoe_model_get_info(e->model)->n_vocab;
     e->eos = smoe_tokenizer_eos(e->tok);
     e->queue_cap = p->queue_cap;
-    e->slots = calloc((size_t)p->n_slots, sizeof *e->slots);
-    e->active = calloc((size_t)p->n_slots, sizeof *e->active);
-    e->queue = calloc((size_t)p->queue_cap + (size_t)p->n_slots, sizeof *e->queue);
-    if (!e->slots || !e->active || !e->queue) { st = SMOE_ERR_NOMEM; goto fail; }
+    e->unbatched = p->unbatched;
+    const size_t ns = (size_t)p->n_slots;
+    e->slots = calloc(ns, sizeof *e->slots);
+    e->active = calloc(ns, sizeof *e->active);
+    e->order = calloc(ns, sizeof *e->order);
+    e->seq_ctx = calloc(ns, sizeof *e->seq_ctx);
+    e->seq_n = calloc(ns, sizeof *e->seq_n);
+    e->logits = malloc(sizeof(float) * ns * (size_t)e->n_vocab);
+    e->queue = calloc((size_t)p->queue_cap + ns, sizeof *e->queue);
+    if (!e->slots || !e->active || !e->order || !e->seq_ctx || !e->seq_n || !e->logits || !e->queue) {
+        st = SMOE_ERR_NOMEM;
+        goto fail;
+    }
     e->n_slots = p->n_slots;
+    /* slot 0 is the runner (batched) and gets the threads; unbatched, every slot runs
+     * itself as before and gets them too */
     smoe_ctx_params cp = smoe_ctx_default_params();
     cp.n_ctx = p->n_ctx;
+    cp.n_batch = STEP_BATCH;
     cp.n_threads = p->n_threads;
-    for (int32_t i = 0; i < p->n_slots; i++) {
-        slot *s = &e->slots[i];
-        if ((st = smoe_ctx_init(e->model, &cp, &s->ctx))) goto fail;
-        s->logits = malloc(sizeof(float) * (size_t)e->n_vocab);
-        if (!s->logits) { st = SMOE_ERR_NOMEM; goto fail; }
-    }
+    smoe_ctx_params kv_only = cp;
+    kv_only.n_batch = 1;
+    kv_only.n_threads = 1;
+    for (int32_t i = 0; i < p->n_slots; i++)
+        if ((st = smoe_ctx_init(e->model, i == 0 || e->unbatched ? &cp : &kv_only, &e->slots[i].ctx))) goto fail;
     e->n_ctx = smoe_ctx_n_ctx(e->slots[0].ctx);
+    /* the runner's n_batch is STEP_BATCH, or less if the library caps it at the context */
+    e->budget = e->unbatched ? INT32_MAX : e->n_ctx < STEP_BATCH ? e->n_ctx : STEP_BATCH;
+    if (!e->unbatched && !(e->ids = malloc(sizeof(int32_t) * (size_t)e->budget))) {
+        st = SMOE_ERR_NOMEM;
+        goto fail;
+    }
     e->st.n_slots = e->n_slots;
     *out = e;
     return SMOE_OK;
@@ -153,11 +188,15 @@ void engine_free(engine *e) {
     for (int32_t i = 0; i < e->n_slots; i++) {
         smoe_ctx_free(e->slots[i].ctx);
         smoe_sampler_free(e->slots[i].smp);
-        free(e->slots[i].logits);
         sbuf_free(&e->slots[i].gen);
     }
     free(e->slots);
     free(e->active);
+    free(e->order);
+    free(e->logits);
+    free(e->seq_ctx);
+    free(e->seq_n);
+    free(e->ids);
     free(e->queue);
     smoe_tokenizer_free(e->tok);
     smoe_model_free(e->model);
@@ -242,8 +281,9 @@ static void slot_finish(slot *s, engine_finish f) {
     s->finish = f;
 }
 
-/* This step's input of an active slot: the next prompt chunk, or the last sampled token.
- * A slot whose context cannot take the token ends with "length" and has no input. */
+/* The input an active slot wants this step: the rest of its prompt (at most PROMPT_CHUNK
+ * tokens), or the token sampled last step. A slot whose context cannot take the token ends
+ * with "length" and has no input. engine_plan may then cut the input to the step's budget. */
 static void slot_prepare(engine *e, slot *s) {
     const engine_job *j = s->job;
     s->forward_ok = false;
@@ -257,25 +297,83 @@ static void slot_prepare(engine *e, slot *s) {
         s->n_in = 1;
         s->in_prompt = false;
     }
-    if (smoe_ctx_n_past(s->ctx) + s->n_in > e->n_ctx) { /* submit checked the prompt */
+    int32_t room = e->n_ctx - smoe_ctx_n_past(s->ctx); /* submit checked that the prompt fits */
+    if (s->n_in > room) s->n_in = room;
+    if (s->n_in < 1) {
         s->n_in = 0;
         slot_finish(s, ENGINE_FINISH_LENGTH);
     }
 }
 
+/* Fit this step's inputs into the runner's batch (e->budget tokens). Decoding slots come
+ * first, one token each; what is left is shared among the slots still feeding a prompt by
+ * water-filling: taken in order of need, smallest first, each gets at most an equal share
+ * of what remains, so a short prompt's unused share goes to the longer ones, and each gets
+ * at least one token while any is left. Slots that get nothing sit the step out (n_in = 0)
+ * and keep their place. Ties, and which decoding slots are left out in the rare step where
+ * not all of them fit (more slots than the budget: a context shorter than STEP_BATCH and
+ * than --parallel), rotate with the step counter, so it is not always the same slots. */
+static void engine_plan(engine *e, slot **act, int n) {
+    int64_t left = e->budget;
+    const int start = (int)(e->rr++ % (uint32_t)n);
+    int np = 0;
+    for (int k = 0; k < n; k++) {
+        slot *s = act[(start + k) % n];
+        if (s->n_in == 0) continue;
+        if (s->in_prompt) {
+            int at = np++; /* insertion sort by need, stable in the rotated order */
+            while (at > 0 && e->order[at - 1]->n_in > s->n_in) e->order[at] = e->order[at - 1], at--;
+            e->order[at] = s;
+        } else if (left > 0) {
+            left--;
+        } else {
+            s->n_in = 0;
+        }
+    }
+    for (int i = 0; i < np; i++) {
+        slot *s = e->order[i];
+        int64_t share = left / (np - i);
+        if (share < 1) share = left > 0;
+        if (s->n_in > share) s->n_in = (int32_t)share;
+        left -= s->n_in;
+    }
+}
+
 /* ================================================================== THE FORWARD STEP
- * Run every active slot's input (s->in[0..n_in), at the slot's own position) and leave
- * the logits after its last token in s->logits; s->forward_ok says whether it worked.
+ * Run every planned slot's input (s->in[0..n_in), at the slot's own position) and point
+ * s->logits at the logits after its last token; s->forward_ok says whether it worked.
  *
- * This first version calls smoe_ctx_decode once per slot, each slot on its own smoe_ctx
- * (its own KV cache). It is the one function to replace with a single batched forward
- * across the slots: nothing else in the engine touches the contexts during a step. */
+ * Batched (the default): one smoe_ctx_decode_multi over all of them on the runner, the
+ * tokens of every slot sharing each matmul and each expert's weights; each sequence's
+ * logits land in its row of e->logits. engine_plan kept the tokens within the runner's
+ * batch and every slot's context has room, so the call should not fail; if it does
+ * anyway, nothing has changed (it validates before it runs), and each slot is tried on
+ * its own so that only the slot at fault ends with the error.
+ *
+ * Unbatched (engine_params.unbatched, the previous engine, kept as a baseline): one
+ * smoe_ctx_decode per slot, each on its own context and thread pool. */
 static void engine_forward_step(engine *e, slot **act, int n) {
-    (void)e;
+    int32_t n_seq = 0, n_ids = 0;
     for (int i = 0; i < n; i++) {
         slot *s = act[i];
         if (s->n_in == 0) continue;
-        smoe_status st = smoe_ctx_decode(s->ctx, s->in, s->n_in, s->logits, false);
+        s->logits = e->logits + (size_t)n_seq * (size_t)e->n_vocab;
+        e->order[n_seq] = s;
+        e->seq_ctx[n_seq] = s->ctx;
+        e->seq_n[n_seq++] = s->n_in;
+        if (!e->unbatched) memcpy(e->ids + n_ids, s->in, sizeof(int32_t) * (size_t)s->n_in);
+        n_ids += s->n_in;
+    }
+    if (n_seq == 0) return;
+    smoe_ctx *runner = e->slots[0].ctx;
+    if (!e->unbatched && smoe_ctx_decode_multi(runner, e->seq_ctx, n_seq, e->ids, e->seq_n, e->logits) == SMOE_OK) {
+        for (int32_t i = 0; i < n_seq; i++) e->order[i]->forward_ok = true;
+        return;
+    }
+    for (int32_t i = 0, off = 0; i < n_seq; off += e->seq_n[i++]) {
+        slot *s = e->order[i];
+        smoe_status st = e->unbatched ? smoe_ctx_decode(s->ctx, s->in, s->n_in, s->logits, false)
+                                      : smoe_ctx_decode_multi(runner, &s->ctx, 1, e->ids + off, &s->n_in, s->logits);
         s->forward_ok = st == SMOE_OK;
         if (st) snprintf(s->error, sizeof s->error, "forward pass failed: %s", smoe_last_error());
     }
@@ -391,14 +489,15 @@ static void *engine_main(void *arg) {
         }
         pthread_mutex_unlock(&e->mu);
 
-        int64_t fed_prompt = 0, fed_gen = 0;
         for (int i = 0; i < n; i++) {
             slot *s = e->active[i];
-            if (s->finish) { /* failed at admission */
-                s->n_in = 0;
-                continue;
-            }
-            slot_prepare(e, s);
+            if (s->finish) s->n_in = 0; /* failed at admission */
+            else slot_prepare(e, s);
+        }
+        engine_plan(e, e->active, n);
+        int64_t fed_prompt = 0, fed_gen = 0;
+        for (int i = 0; i < n; i++) {
+            const slot *s = e->active[i];
             if (s->in_prompt) fed_prompt += s->n_in;
             else fed_gen += s->n_in;
         }

@@ -1,9 +1,10 @@
 /*
  * engine.h - the generation engine of `smoe serve`: owns the model, the tokenizer and N
- * slots (one sequence each), and runs them from one engine thread in steps. Each step
- * advances every active slot: a slot first feeds its prompt (in chunks), then produces one
- * token per step. Requests that find no free slot wait in a bounded FIFO queue and join at
- * the next step that has room.
+ * slots (one sequence each), and runs them from one engine thread in steps (continuous
+ * batching). Each step advances every active slot in one batched forward pass: a slot
+ * first feeds its prompt (in chunks that share the step's token budget), then produces one
+ * token per step. Requests that find no free slot wait in a bounded FIFO queue and join
+ * the running batch at the next step that has room.
  *
  * Jobs are shared between the HTTP thread that submitted them and the engine thread, with
  * a reference count: the HTTP side polls a job for new text and releases it when the
@@ -34,6 +35,9 @@ typedef struct engine_params {
     int32_t n_ctx;     /* context length of each slot; 0 = min(model's, 4096) */
     int32_t n_threads; /* worker threads of the forward pass, >= 1 */
     int32_t queue_cap; /* requests that may wait for a slot, >= 0 */
+    bool unbatched;    /* one smoe_ctx_decode per slot per step, each slot with its own
+                          n_threads pool (the engine before batching; a baseline for
+                          benchmarks). Default false: one smoe_ctx_decode_multi per step. */
 } engine_params;
 
 /* Load the model and tokenizer and allocate every slot. On failure returns the status and

@@ -523,10 +523,13 @@ static const char *SERVE_HELP =
     "      --max-body N      largest request body in bytes; more gets 413 (default 1048576)\n"
     "      --max-conns N     most open connections; more are closed at once (default 128)\n"
     "      --timeout S       close a connection idle for S seconds (default 30)\n"
+    "      --no-batch        one forward pass per slot per step instead of one for all\n"
+    "                        slots (the engine before batching; a benchmark baseline)\n"
     "  -h, --help            show this help\n";
 
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *alias = NULL;
+    bool no_batch = false;
     long port = 8080, parallel = 4, n_ctx = 0, threads = smoe_default_threads(), queue = 32, max_conns = 128,
          timeout = 30, max_body = 1 << 20;
     for (int i = 1; i < argc; i++) {
@@ -545,6 +548,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-body")) max_body = parse_long(a, opt_value(argc, argv, &i), 1, 1L << 30);
         else if (!strcmp(a, "--max-conns")) max_conns = parse_long(a, opt_value(argc, argv, &i), 1, 1 << 20);
         else if (!strcmp(a, "--timeout")) timeout = parse_long(a, opt_value(argc, argv, &i), 1, 86400);
+        else if (!strcmp(a, "--no-batch")) no_batch = true;
         else die_usage("unknown option '%s'", a);
     }
     if (!model_path) die_usage("missing -m MODEL");
@@ -582,7 +586,8 @@ int cmd_serve(int argc, char **argv) {
                         .n_slots = (int32_t)parallel,
                         .n_ctx = (int32_t)n_ctx,
                         .n_threads = (int32_t)threads,
-                        .queue_cap = (int32_t)queue};
+                        .queue_cap = (int32_t)queue,
+                        .unbatched = no_batch};
     if (engine_open(&ep, &s->eng)) {
         rc = fail("cannot load model");
         goto out;
@@ -621,8 +626,9 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    fprintf(stderr, "%s: model '%s' (%s chat format%s), %ld slots of %d tokens, %ld threads\n", g_cmd, a->model_id,
-            chat_format_name(a->tmpl.format), a->tmpl.from_file ? "" : ", default", parallel, a->n_ctx, threads);
+    fprintf(stderr, "%s: model '%s' (%s chat format%s), %ld slots of %d tokens, %ld threads%s\n", g_cmd,
+            a->model_id, chat_format_name(a->tmpl.format), a->tmpl.from_file ? "" : ", default", parallel, a->n_ctx,
+            threads, no_batch ? ", unbatched" : "");
     fprintf(stderr, "%s: listening on http://%s%s%s:%u\n", g_cmd, ai->ai_family == AF_INET6 ? "[" : "", host,
             ai->ai_family == AF_INET6 ? "]" : "", di ? (unsigned)di->port : (unsigned)port);
 
