@@ -94,6 +94,34 @@ static inline void dot_rows(const smoe_tensor *W, int64_t r0, int64_t r1, int64_
     }
 }
 
+/* y[t][r] = W row r . x[t] for rows [rb, re) and tokens [t0, t1) (activation rows qs bytes
+ * apart, output rows M floats apart): four tokens at a time through vec_dot4 (each weight
+ * row unpacked once for the four; vec_dot_2x4 also shares each activation block between two
+ * rows), the rest one by one (prefetching up to row `end`). vec_dot4 and vec_dot_2x4 give
+ * vec_dot's bits, so the grouping does not change a result. */
+static void block_dot(const smoe_tensor *W, int64_t rb, int64_t re, int64_t end, const uint8_t *xq, size_t qs, int64_t t0,
+                      int64_t t1, float *y, int64_t M) {
+    const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
+    const smoe_vec_dot_2x4_fn dot2x4 = dot4 ? W->kern->vec_dot_2x4 : NULL;
+    const int64_t t4 = dot4 ? t0 + (t1 - t0) / 4 * 4 : t0;
+    for (int64_t t = t0; t < t4; t += 4) {
+        const uint8_t *x4 = xq + (size_t)t * qs;
+        int64_t r = rb;
+        if (dot2x4)
+            for (; r + 2 <= re; r += 2) {
+                float o[8];
+                dot2x4(W->cols, W->data + (size_t)r * W->row_bytes, W->row_bytes, x4, qs, o);
+                for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j], y[(t + j) * M + r + 1] = o[4 + j];
+            }
+        for (; r < re; r++) {
+            float o[4];
+            dot4(W->cols, W->data + (size_t)r * W->row_bytes, x4, qs, o);
+            for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j];
+        }
+    }
+    for (int64_t t = t4; t < t1; t++) dot_rows(W, rb, re, end, xq + (size_t)t * qs, y + t * M);
+}
+
 /* Rows [r0, r1) of weight i for all T tokens. Tiled: a block of ROW_BLOCK weight rows
  * (~10-20 KB) is swept over the tokens four at a time, so the weight block stays in L1
  * while each group of four activation rows is reused ROW_BLOCK times. */
@@ -104,31 +132,8 @@ static void rows_dot(const mmq_task *a, int i, int64_t r0, int64_t r1, int ith) 
         smoe_gemm_rows(W, a->c->gemm_a, a->T, r0, r1, a->y[i], W->rows, a->c->gemm_ws + (size_t)ith * a->c->gemm_ws_floats);
         return;
     }
-    const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
-    const smoe_vec_dot_2x4_fn dot2x4 = dot4 ? W->kern->vec_dot_2x4 : NULL;
-    const uint8_t *xq = a->xq[i];
-    const size_t qs = a->qstride[i];
-    float *y = a->y[i];
-    const int64_t T4 = dot4 ? a->T / 4 * 4 : 0, M = W->rows;
-    for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
-        const int64_t re = SMOE_MIN(rb + ROW_BLOCK, r1);
-        for (int64_t t = 0; t < T4; t += 4) { /* each weight row is unpacked once per 4 tokens */
-            const uint8_t *x4 = xq + (size_t)t * qs;
-            int64_t r = rb;
-            if (dot2x4) /* two rows x four tokens: activation blocks loaded once for both rows */
-                for (; r + 2 <= re; r += 2) {
-                    float o[8];
-                    dot2x4(W->cols, W->data + (size_t)r * W->row_bytes, W->row_bytes, x4, qs, o);
-                    for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j], y[(t + j) * M + r + 1] = o[4 + j];
-                }
-            for (; r < re; r++) {
-                float o[4];
-                dot4(W->cols, W->data + (size_t)r * W->row_bytes, x4, qs, o);
-                for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j];
-            }
-        }
-        for (int64_t t = T4; t < a->T; t++) dot_rows(W, rb, re, r1, xq + (size_t)t * qs, y + t * M);
-    }
+    for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK)
+        block_dot(W, rb, SMOE_MIN(rb + ROW_BLOCK, r1), r1, a->xq[i], a->qstride[i], 0, a->T, a->y[i], W->rows);
 }
 
 /* All weights' rows, concatenated, split evenly over the threads. */
@@ -318,7 +323,9 @@ typedef struct grp_task {
 } grp_task;
 
 /* Rows of the concatenated (active expert, output row) space, split evenly; with Wb the
- * pair is computed row by row and finished with SwiGLU, as in gate_up_kernel. */
+ * pair is computed row by row and finished with SwiGLU, as in gate_up_kernel. An expert
+ * with several tokens (batched decode) runs them over blocks of ROW_BLOCK rows, so its
+ * weights are read from memory once, not once per token. */
 static void grp_kernel(void *arg, int ith, int nth) {
     const grp_task *a = arg;
     int64_t g0, g1;
@@ -326,15 +333,21 @@ static void grp_kernel(void *arg, int ith, int nth) {
     for (int32_t i = (int32_t)(g0 / a->M); i < a->n_act && (int64_t)i * a->M < g1; i++) {
         const int64_t r0 = SMOE_MAX(g0 - i * a->M, 0), r1 = SMOE_MIN(g1 - i * a->M, a->M);
         const smoe_tensor *Wa = &a->Wa[a->act[i]], *Wb = a->Wb ? &a->Wb[a->act[i]] : NULL;
-        for (int64_t t = a->off[i]; t < a->off[i + 1]; t++) {
-            const uint8_t *x = a->xq + (size_t)t * a->qs;
-            float *ya = a->ya + t * a->M;
-            dot_rows(Wa, r0, r1, r1, x, ya);
+        const int64_t t0 = a->off[i], t1 = a->off[i + 1];
+        if (t1 - t0 == 1) { /* one token: one pass over the rows, prefetching ahead */
+            dot_rows(Wa, r0, r1, r1, a->xq + (size_t)t0 * a->qs, a->ya + t0 * a->M);
             if (Wb) {
-                float *yb = a->yb + t * a->M;
-                dot_rows(Wb, r0, r1, r1, x, yb);
-                smoe_op_swiglu(ya + r0, yb + r0, r1 - r0);
+                dot_rows(Wb, r0, r1, r1, a->xq + (size_t)t0 * a->qs, a->yb + t0 * a->M);
+                smoe_op_swiglu(a->ya + t0 * a->M + r0, a->yb + t0 * a->M + r0, r1 - r0);
             }
+            continue;
+        }
+        for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+            const int64_t re = SMOE_MIN(rb + ROW_BLOCK, r1);
+            block_dot(Wa, rb, re, r1, a->xq, a->qs, t0, t1, a->ya, a->M);
+            if (!Wb) continue;
+            block_dot(Wb, rb, re, r1, a->xq, a->qs, t0, t1, a->yb, a->M);
+            for (int64_t t = t0; t < t1; t++) smoe_op_swiglu(a->ya + t * a->M + rb, a->yb + t * a->M + rb, re - rb);
         }
     }
 }
