@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test program given on the command line, then the CLI checks (tests/cli.sh), the
 # training checks (tests/train.sh), the routing-report checks (tests/routes.sh), the
-# multi-domain corpus build (tests/corpus.sh) and the server checks (tests/serve.sh),
+# router comparison's quick mode (tests/router_compare.sh), the multi-domain corpus build
+# (tests/corpus.sh) and the server checks (tests/serve.sh),
 # and print the sum of their "N passed, N failed" lines as the last line. A program that
 # exits non-zero, or prints no summary (a crash), counts as failed.
 set -u
@@ -37,6 +38,10 @@ if [ -f tests/routes.sh ]; then
     out=$(bash tests/routes.sh "${SMOE_BIN:-./smoe}" 2>&1); rc=$?
     tally routes.sh "$rc" "$out"
     printf '%s\n' "$out" | grep '^SKIP' | sed 's/^/    /'
+fi
+if [ -f tests/router_compare.sh ]; then
+    out=$(bash tests/router_compare.sh "${SMOE_BIN:-./smoe}" 2>&1); rc=$?
+    tally router_compare.sh "$rc" "$out"
 fi
 if [ -f tests/corpus.sh ]; then
     out=$(bash tests/corpus.sh 2>&1); rc=$?
