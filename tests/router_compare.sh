@@ -133,13 +133,13 @@ t1=$(date +%s)
 if [ $((t1 - t0)) -lt 60 ]; then ok; else bad "took $((t1 - t0)) s (limit 60)"; fi
 
 # 4. usage
-"$BENCH" --help >"$T/help" 2>&1 && grep -q -- '--quick' "$T/help" && ok || bad "--help"
+if "$BENCH" --help >"$T/help" 2>&1 && grep -q -- '--quick' "$T/help"; then ok; else bad "--help"; fi
 "$BENCH" --routers nope --corpus-dir "$T/corpus" --out "$T/x" >/dev/null 2>&1; rc=$?
-[ "$rc" -eq 2 ] && ok || bad "unknown router: exit $rc, want 2"
+if [ "$rc" -eq 2 ]; then ok; else bad "unknown router: exit $rc, want 2"; fi
 "$BENCH" --steps ten --out "$T/x" >/dev/null 2>&1; rc=$?
-[ "$rc" -eq 2 ] && ok || bad "bad --steps: exit $rc, want 2"
+if [ "$rc" -eq 2 ]; then ok; else bad "bad --steps: exit $rc, want 2"; fi
 "$BENCH" --bogus >/dev/null 2>&1; rc=$?
-[ "$rc" -eq 2 ] && ok || bad "unknown option: exit $rc, want 2"
+if [ "$rc" -eq 2 ]; then ok; else bad "unknown option: exit $rc, want 2"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
