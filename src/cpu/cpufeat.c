@@ -212,6 +212,12 @@ int smoe_kernels_all(int dtype, smoe_kernel *out, int cap) {
     return n;
 }
 
+bool smoe_cpu_isa_allowed(const char *isa) {
+    ensure_init();
+    const int i = isa ? isa_by_name(isa) : -1;
+    return i >= 0 && g_runnable[i] && is_ancestor_or_self(i, g_best);
+}
+
 const smoe_cpu_features *smoe_cpu_get_features(void) {
     ensure_init();
     return &g_feat;

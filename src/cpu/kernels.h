@@ -74,4 +74,9 @@ typedef struct smoe_cpu_features {
 } smoe_cpu_features;
 const smoe_cpu_features *smoe_cpu_get_features(void);
 
+/* Whether code built for ISA level `isa` ("avx2", "avx512", "neon") may run: the CPU has
+ * it and SMOE_ISA does not cap below it. For the dispatchers outside the kernel table
+ * (cpu/vexp.c, train/tgemm.c, train/tkern.c), so that one rule picks every level. */
+bool smoe_cpu_isa_allowed(const char *isa);
+
 #endif /* SMOE_KERNELS_H */

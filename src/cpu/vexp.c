@@ -40,11 +40,8 @@ static smoe_vexp_fn g_best = smoe_vexp_ref;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void pick(void) {
-    const char *cap = getenv("SMOE_ISA");
-    if (cap && strcmp(cap, "scalar") == 0) return;
 #if defined(__x86_64__)
-    const smoe_cpu_features *f = smoe_cpu_get_features();
-    if (f->avx2 && f->fma) g_best = smoe_vexp_avx2;
+    if (smoe_cpu_isa_allowed("avx2")) g_best = smoe_vexp_avx2;
 #endif
 }
 

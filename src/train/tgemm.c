@@ -127,14 +127,11 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void pick(void) {
     g_best = g_scalar;
-    const char *cap = getenv("SMOE_ISA");
-    if (cap && strcmp(cap, "scalar") == 0) return;
 #if defined(__x86_64__)
-    const smoe_cpu_features *f = smoe_cpu_get_features();
-    if (f->avx2 && f->fma) g_best = (tgemm_kernels){"avx2", tgemm_tile_avx2, tgemm_pack_bt_avx2};
+    if (smoe_cpu_isa_allowed("avx2")) g_best = (tgemm_kernels){"avx2", tgemm_tile_avx2, tgemm_pack_bt_avx2};
 #elif defined(__aarch64__) && defined(__ARM_NEON) && defined(__BYTE_ORDER__) && \
     __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    g_best = (tgemm_kernels){"neon", tgemm_tile_neon, pack_bt_scalar};
+    if (smoe_cpu_isa_allowed("neon")) g_best = (tgemm_kernels){"neon", tgemm_tile_neon, pack_bt_scalar};
 #endif
 }
 

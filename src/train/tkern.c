@@ -10,8 +10,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
 
 #if defined(__x86_64__)
 void tk_adamw_avx2(int64_t n, float *theta, float *m, float *v, float *g, bool clear_g, const tk_adamw_par *p);
@@ -75,11 +73,8 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void pick(void) {
     g_best = g_scalar;
-    const char *cap = getenv("SMOE_ISA");
-    if (cap && strcmp(cap, "scalar") == 0) return;
 #if defined(__x86_64__)
-    const smoe_cpu_features *f = smoe_cpu_get_features();
-    if (f->avx2 && f->fma) g_best = (tkern){"avx2", tk_adamw_avx2, tk_swiglu_avx2, tk_swiglu_bwd_avx2, tk_exp_sum_avx2};
+    if (smoe_cpu_isa_allowed("avx2")) g_best = (tkern){"avx2", tk_adamw_avx2, tk_swiglu_avx2, tk_swiglu_bwd_avx2, tk_exp_sum_avx2};
 #endif
 }
 
