@@ -16,7 +16,9 @@
  *     in forked children, before this process reads the table);
  *   - vec_dot4 (1 weight row x 4 activation rows) of every variant: each output
  *     bit-identical to the same variant's vec_dot, over strides and misalignments;
- *   - vec_dot_2x4 (2 weight rows x 4 activation rows; Q8_0, Q4_K, Q6_K) likewise.
+ *   - vec_dot_2x4 (2 weight rows x 4 activation rows; Q8_0, Q4_K, Q6_K) likewise;
+ *   - vec_dot_4xn (4 weight rows x 1-3 activation rows; F32) likewise, also checking
+ *     that only the 4 x nt outputs are written (the gaps of the output stride stay).
  * Prints one line per type with the largest errors seen.
  */
 #include "smoe.h"
@@ -762,6 +764,101 @@ static void test_2x4_table(void) {
     }
 }
 
+/* ------------------------------------------------------------ vec_dot_4xn */
+
+/* vec_dot_4xn (F32: weight rows w + r*w_stride, r < 4, x activation rows a + j*a_stride,
+ * j < nt) of every variant that has one, against the same variant's vec_dot: each of the
+ * 4 x nt outputs bit-identical (and within 1e-6 of sum|w*a|); the output stride leaves
+ * gaps and the buffer ends in sentinels that must stay untouched. Row lengths 1..4099
+ * (every tail of the 8-value blocks), strides of the row size or more (odd extras too),
+ * pointers misaligned by 0, 4 or 8 bytes (a float row is never misaligned by less). */
+static void run_4xn_case(int64_t n, int nt, size_t wextra, size_t aextra, size_t ostride, int misalign, int mode0,
+                         stats4 *st) {
+    const int t = SMOE_DTYPE_F32;
+    const size_t wstride = 4 * (size_t)n + 4 * wextra, astride = 4 * (size_t)n + 4 * aextra;
+    uint8_t *wbuf = malloc(4 * wstride + 8), *abuf = malloc(3 * astride + 8);
+    uint8_t *w = wbuf + 4 * (size_t)misalign, *a = abuf + 4 * (size_t)(2 - misalign);
+    float *x = malloc((size_t)n * sizeof *x);
+    memset(wbuf, 0x3c, 4 * wstride + 8);
+    memset(abuf, 0x5a, 3 * astride + 8);
+    for (int r = 0; r < 4; r++) make_weights(t, w + (size_t)r * wstride, n, 0, r == 1 ? 1e-2f : 1.0f);
+    for (int j = 0; j < nt; j++) {
+        make_acts(x, n, (mode0 + j) % 6);
+        memcpy(a + (size_t)j * astride, x, 4 * (size_t)n);
+    }
+    const size_t nout = (size_t)(nt - 1) * ostride + 4 + 8; /* + 8 sentinels */
+    float *out = malloc(nout * sizeof *out);
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    for (int k = 0; k < nv; k++) {
+        if (!v[k].vec_dot_4xn) continue;
+        for (size_t i = 0; i < nout; i++) out[i] = -12345.0f;
+        v[k].vec_dot_4xn(n, w, wstride, a, astride, nt, out, ostride);
+        for (size_t i = 0; i < nout; i++) {
+            const bool written = i / ostride < (size_t)nt && i % ostride < 4 && i < (size_t)(nt - 1) * ostride + 4;
+            if (!written) CHECK(out[i] == -12345.0f, "F32/%s vec_dot_4xn nt=%d os=%zu wrote out[%zu]", v[k].isa, nt, ostride, i);
+        }
+        for (int j = 0; j < nt; j++)
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *wr = w + (size_t)r * wstride, *ar = a + (size_t)j * astride;
+                const float got = out[(size_t)j * ostride + (size_t)r];
+                const float want = v[k].vec_dot(n, wr, ar);
+                double absdot = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    float u, z;
+                    memcpy(&u, wr + 4 * i, 4);
+                    memcpy(&z, ar + 4 * i, 4);
+                    absdot += fabs((double)u * z);
+                }
+                const double diff = fabs((double)got - want);
+                const int same = memcmp(&got, &want, sizeof want) == 0;
+                CHECK(same, "F32/%s n=%lld nt=%d strides +%zu +%zu misalign %d row %d token %d: vec_dot_4xn %.9g (%08x) vs "
+                      "vec_dot %.9g (%08x)",
+                      v[k].isa, (long long)n, nt, wextra, aextra, misalign, r, j, got, smoe_f32_to_bits(got), want,
+                      smoe_f32_to_bits(want));
+                CHECK(isfinite(got) && diff <= 1e-6 * absdot, "F32/%s n=%lld row %d token %d: |vec_dot_4xn - vec_dot| %.3g > 1e-6 * %.3g",
+                      v[k].isa, (long long)n, r, j, diff, absdot);
+                st->outputs++;
+                st->identical += same;
+                if (absdot > 0 && diff / absdot > st->rel) st->rel = diff / absdot;
+            }
+    }
+    st->cases++;
+    free(wbuf), free(abuf), free(x), free(out);
+}
+
+static void test_4xn(void) {
+    static const int64_t sizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 128, 256, 1000, 4099};
+    static const size_t extras[] = {0, 16, 7};
+    stats4 st = {0};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int nt = 1; nt <= 3; nt++)
+            for (int e = 0; e < 3; e++)
+                run_4xn_case(sizes[s], nt, extras[e], extras[(e + 1) % 3], 4 + (size_t)e * 5, e, (int)s + e, &st);
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(SMOE_DTYPE_F32, v, 8);
+    char isas[64] = "";
+    for (int k = 0; k < nv; k++) {
+        if (!v[k].vec_dot_4xn) continue;
+        if (isas[0]) strcat(isas, ",");
+        strncat(isas, v[k].isa, sizeof isas - strlen(isas) - 2);
+    }
+    printf("F32   vec_dot_4xn [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
+           isas, st.cases, st.identical, st.outputs, st.rel);
+    /* the table: the scalar F32 row has one; no other type and no inherited one */
+    CHECK(smoe_kernels_ref(SMOE_DTYPE_F32)->vec_dot_4xn != NULL, "F32: no reference vec_dot_4xn");
+    for (int i = 0; i < NTYPES; i++) {
+        const int t = k_types[i];
+        const smoe_kernel *r = smoe_kernels_ref(t);
+        const int n = smoe_kernels_all(t, v, 8);
+        for (int k = 0; k < n; k++) {
+            if (t != SMOE_DTYPE_F32) CHECK(v[k].vec_dot_4xn == NULL, "%s/%s has a vec_dot_4xn", smoe_dtype_name(t), v[k].isa);
+            if (k > 0) CHECK(v[k].vec_dot_4xn == NULL || v[k].vec_dot_4xn != r->vec_dot_4xn, "%s/%s inherits the scalar vec_dot_4xn",
+                             smoe_dtype_name(t), v[k].isa);
+        }
+    }
+}
+
 int main(void) {
     /* before anything builds the table in this process */
     test_cap("scalar");
@@ -775,5 +872,6 @@ int main(void) {
     for (int i = 0; i < NTYPES; i++) test_dot4_type(k_types[i]);
     test_2x4_table();
     for (int i = 0; i < NTYPES_2X4; i++) test_2x4_type(k_types_2x4[i]);
+    test_4xn();
     return TEST_REPORT();
 }

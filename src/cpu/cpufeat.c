@@ -39,6 +39,7 @@ void smoe_kernels_fill_avx2(smoe_kernel *rows, int count);
 void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count); /* x86/dot4_avx2.c: vec_dot4 */
 void smoe_kernels_fill_avx2_2x4(smoe_kernel *rows, int count);  /* x86/dot2x4_avx2.c: vec_dot_2x4 */
 void smoe_kernels_fill_avx2_gemm(smoe_kernel *rows, int count); /* x86/gemm_avx2.c: gemm_tile, to_f32 */
+void smoe_kernels_fill_avx2_4xn(smoe_kernel *rows, int count);  /* x86/dot4xn_avx2.c: vec_dot_4xn */
 #endif
 /* The NEON file assumes little-endian lanes; big-endian AArch64 keeps the scalar rows. */
 #if defined(__aarch64__) && defined(__ARM_NEON) && defined(__BYTE_ORDER__) && \
@@ -117,7 +118,7 @@ static int isa_by_name(const char *s) {
 }
 
 #if defined(__x86_64__) || defined(SMOE_HAVE_NEON)
-/* A level that overrides a type's vec_dot but not its vec_dot4 (vec_dot_2x4) must not
+/* A level that overrides a type's vec_dot but not its vec_dot4 (vec_dot_2x4, vec_dot_4xn) must not
  * keep the parent's (several of the parent's slower dots): it gets NULL, so that callers
  * use its own vec_dot four times (its own vec_dot4). */
 static void drop_inherited_dot4(smoe_kernel *rows, const smoe_kernel *parent) {
@@ -125,6 +126,7 @@ static void drop_inherited_dot4(smoe_kernel *rows, const smoe_kernel *parent) {
         if (rows[t].vec_dot == parent[t].vec_dot) continue;
         if (rows[t].vec_dot4 == parent[t].vec_dot4) rows[t].vec_dot4 = NULL;
         if (rows[t].vec_dot_2x4 == parent[t].vec_dot_2x4) rows[t].vec_dot_2x4 = NULL;
+        if (rows[t].vec_dot_4xn == parent[t].vec_dot_4xn) rows[t].vec_dot_4xn = NULL;
     }
 }
 #endif
@@ -152,6 +154,7 @@ static void init(void) {
         smoe_kernels_fill_avx2_dot4(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         smoe_kernels_fill_avx2_2x4(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         smoe_kernels_fill_avx2_gemm(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
+        smoe_kernels_fill_avx2_4xn(g_rows[ISA_AVX2], SMOE_DTYPE_COUNT);
         drop_inherited_dot4(g_rows[ISA_AVX2], g_rows[ISA_SCALAR]);
         g_runnable[ISA_AVX2] = true;
     }

@@ -456,6 +456,17 @@ DOT2X4_REF(dot2x4_q8_0_ref, dot_q8_0_ref)
 DOT2X4_REF(dot2x4_q4_K_ref, dot_q4_K_ref)
 DOT2X4_REF(dot2x4_q6_K_ref, dot_q6_K_ref)
 
+/* ------------------------------------------------------------ 4 rows x 1-3 tokens */
+
+/* The reference vec_dot_4xn (F32, the type that has a SIMD one): 4 x nt reference dots. */
+static void dot4xn_f32_ref(int64_t n, const void *w, size_t ws, const void *a, size_t as, int nt, float *out,
+                           size_t os) {
+    for (int j = 0; j < nt; j++)
+        for (int r = 0; r < 4; r++)
+            out[(size_t)j * os + (size_t)r] =
+                dot_f32_ref(n, (const uint8_t *)w + (size_t)r * ws, (const uint8_t *)a + (size_t)j * as);
+}
+
 /* ------------------------------------------------------------ the table */
 
 static void set_row(smoe_kernel *rows, int count, int t, int vt, smoe_vec_dot_fn dot,
@@ -482,4 +493,6 @@ void smoe_kernels_fill_scalar(smoe_kernel *rows, int count) {
     if (SMOE_DTYPE_Q8_0 < count) rows[SMOE_DTYPE_Q8_0].vec_dot_2x4 = dot2x4_q8_0_ref;
     if (SMOE_DTYPE_Q4_K < count) rows[SMOE_DTYPE_Q4_K].vec_dot_2x4 = dot2x4_q4_K_ref;
     if (SMOE_DTYPE_Q6_K < count) rows[SMOE_DTYPE_Q6_K].vec_dot_2x4 = dot2x4_q6_K_ref;
+    /* 4 rows x 1-3 tokens: F32 */
+    if (SMOE_DTYPE_F32 < count) rows[SMOE_DTYPE_F32].vec_dot_4xn = dot4xn_f32_ref;
 }

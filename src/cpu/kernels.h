@@ -36,6 +36,14 @@ typedef void (*smoe_vec_dot4_fn)(int64_t n, const void *w, const void *a, size_t
 typedef void (*smoe_vec_dot_2x4_fn)(int64_t n, const void *w, size_t w_stride, const void *a, size_t a_stride,
                                     float *out);
 
+/* nt (1..3) dot products of each of four weight rows (w + r*w_stride, bytes) with each of
+ * nt activation rows (a + j*a_stride, bytes), written to out[j*o_stride + r] (o_stride in
+ * floats): out[j*o_stride + r] = vec_dot(n, w + r*w_stride, a + j*a_stride). The tile of
+ * F32 decode, single and batched: each weight vector is loaded once for the nt tokens and
+ * each activation vector once for the 4 rows. Results must equal the vec_dot calls to
+ * float rounding (the AVX2 version is bit-identical to the AVX2 vec_dot). */
+typedef void (*smoe_vec_dot_4xn_fn)(int64_t n, const void *w, size_t w_stride, const void *a, size_t a_stride, int nt,
+                                    float *out, size_t o_stride);
 /* Dequantize n values (a multiple of the block size) of a weight row to f32, bit-exact
  * with the reference dequantizer (quant.h's to_float). */
 typedef void (*smoe_to_f32_fn)(const void *w, float *out, int64_t n);
@@ -50,6 +58,7 @@ typedef struct smoe_kernel {
     smoe_from_float_fn act_quant;  /* f32 -> vec_dot_type, best version for this CPU */
     smoe_vec_dot4_fn vec_dot4;     /* 1 row x 4 tokens; NULL: callers use vec_dot 4 times */
     smoe_vec_dot_2x4_fn vec_dot_2x4; /* 2 rows x 4 tokens; NULL: absent (callers use vec_dot4) */
+    smoe_vec_dot_4xn_fn vec_dot_4xn; /* 4 rows x 1-3 tokens (F32); NULL: absent */
     /* Prefill through the f32 GEMM (cpu/gemm.h) instead of vec_dot4: set by the ISA files
      * for the types where it is faster (both set, or both NULL: the type keeps vec_dot4). */
     smoe_gemm_tile_kfn gemm_tile;

@@ -17,7 +17,7 @@
  * IEEE multiply, however they are gathered), and feeds them to the same chain of FMAs per
  * accumulator, in the same block order, reduced by the same horizontal sums. So a token's
  * logits do not depend on whether the matmul grouped it with three others. Where
- * dot_avx2.c keeps 4 accumulators per row (legacy types and the float types), 4 tokens
+ * dot_avx2.c keeps 4 accumulators per row (legacy types, F16 and BF16), 4 tokens
  * would need 16 accumulators, as many as AVX2 has registers: those kernels cut the row
  * into short segments (in L1) and make two passes over each, accumulators 0-1 then 2-3,
  * so that every accumulator still sees its terms in row order. The scalar tails are
@@ -515,11 +515,9 @@ static void dot4_q6_K(int64_t n, const void *w, const void *a, size_t as, float 
     }
 
 static inline __m256 f16x8(const uint8_t *p) { return _mm256_cvtph_ps(loadu128(p)); }
-static inline __m256 f32x8(const uint8_t *p) { return _mm256_loadu_ps((const float *)p); }
 FLOAT_PASS(f16_pass, f16x8, 2)
-FLOAT_PASS(f32_pass, f32x8, 4)
 
-/* F16 and F32 up to the scalar tail: the segmented passes, then 8 values at a time into
+/* F16 up to the scalar tail: the segmented passes, then 8 values at a time into
  * accumulator 0; leaves i at the first value of the tail and the 4 sums in sum[]. */
 #define FLOAT_BODY(PASS, LD, ESZ)                                                                   \
     const uint8_t *x = w;                                                                           \
@@ -550,15 +548,23 @@ static void dot4_f16(int64_t n, const void *w, const void *a, size_t as, float *
     }
 }
 
+/* F32: dot_avx2.c keeps one accumulator per output (see there), so the 4 tokens need 4. */
 static void dot4_f32(int64_t n, const void *w, const void *a, size_t as, float *out) {
-    FLOAT_BODY(f32_pass, f32x8, 4)
+    const float *x = w;
+    const float *y[4] = {a, ROW(float, a, as, 1), ROW(float, a, as, 2), ROW(float, a, as, 3)};
+    __m256 acc[4];
+    FOR4(j) acc[j] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 w0 = _mm256_loadu_ps(x + i);
+        FOR4(j) acc[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y[j] + i), acc[j]);
+    }
     FOR4(j) {
-        const uint8_t *yj = y[j];
-        float s = sum[j];
+        float s = hsum256(acc[j]);
         for (int64_t t = i; t < n; t++) {
             float u, v;
-            memcpy(&u, x + 4 * t, sizeof u);
-            memcpy(&v, yj + 4 * t, sizeof v);
+            memcpy(&u, x + t, sizeof u);
+            memcpy(&v, y[j] + t, sizeof v);
             s += u * v;
         }
         out[j] = s;

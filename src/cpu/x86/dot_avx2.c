@@ -628,18 +628,16 @@ static float dot_bf16(int64_t n, const void *w, const void *a) {
     return sum;
 }
 
+/* F32: one 8-lane accumulator, the 8-value blocks in order, then hsum256 and the scalar
+ * tail. A single chain is latency-bound on one row, but F32 rows come here only one at a
+ * time where no 4-row tile applies: cpu_ops.c runs them four rows at a time through
+ * dot4xn_avx2.c, whose 4 x nt chains are independent and give these bits per output. */
 static float dot_f32(int64_t n, const void *w, const void *a) {
     const float *x = w, *y = a; /* only passed to loadu / memcpy: any alignment */
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), acc3);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
-    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc);
+    float sum = hsum256(acc);
     for (; i < n; i++) {
         float u, v;
         memcpy(&u, x + i, sizeof u);
