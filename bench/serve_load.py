@@ -87,6 +87,8 @@ def one_request(conn, path, headers, body):
                 if data == b"[DONE]":
                     done = True
                     break
+                if r.ttft is not None and b'"usage":null' in data and b'"error"' not in data:
+                    continue  # a text chunk after the first: nothing to learn, and parsing costs client CPU
                 j = json.loads(data)
                 if "error" in j:
                     r.error = j["error"].get("message", "error event")

@@ -63,7 +63,8 @@ smoe_status smoe_ctx_init(const smoe_model *m, const smoe_ctx_params *params, sm
               (c->k_new = smoe_alloc_aligned(T * Dkv, sizeof(float))) &&
               (c->v_new = smoe_alloc_aligned(T * Dkv, sizeof(float))) &&
               (c->tok_kc = smoe_alloc_aligned(T, sizeof(float *))) && (c->tok_vc = smoe_alloc_aligned(T, sizeof(float *))) &&
-              (c->tok_nkv = smoe_alloc_aligned(T, sizeof(int32_t)));
+              (c->tok_nkv = smoe_alloc_aligned(T, sizeof(int32_t))) &&
+              (c->rope_cs = smoe_alloc_aligned(T * (size_t)SMOE_MAX(inf->rope_dim, 2), sizeof(float)));
     /* quantized activations: at most 4 bytes per value (F32 is the widest vec_dot_type) */
     for (int i = 0; i < 3 && ok; i++) ok = (c->xq[i] = smoe_alloc_aligned(T * (size_t)m->max_cols, sizeof(float))) != NULL;
     /* the f32 GEMM path of prefill (cpu/gemm.h) */
@@ -84,7 +85,7 @@ void smoe_ctx_free(smoe_ctx *c) {
     smoe_pool_free(c->pool);
     float *fbufs[] = {c->k_cache, c->v_cache, c->h, c->xn, c->q, c->att, c->tmp, c->rlogits, c->rw,
                       c->ex_w, c->xg, c->hg, c->hu, c->yg, c->scores, c->dq, c->out_rows, c->rscratch,
-                      c->gemm_a, c->gemm_ws, c->k_new, c->v_new};
+                      c->gemm_a, c->gemm_ws, c->k_new, c->v_new, c->rope_cs};
     for (size_t i = 0; i < sizeof fbufs / sizeof *fbufs; i++) smoe_free_aligned(fbufs[i]);
     for (int i = 0; i < 3; i++) smoe_free_aligned(c->xq[i]);
     smoe_free_aligned(c->rids);

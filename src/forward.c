@@ -110,7 +110,11 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
     smoe_ctx *self[1] = {c};
     const fwd_segs sg = {self, &T, 1};
 
-    for (int32_t t = 0; t < T; t++) smoe_op_get_row(c->h + t * D, &m->tok_embd, ids[t]); /* [T][D] */
+    const int R = inf->rope_dim;
+    for (int32_t t = 0; t < T; t++) {
+        smoe_op_get_row(c->h + t * D, &m->tok_embd, ids[t]);                       /* [T][D] */
+        smoe_op_rope_cs(c->rope_cs + (size_t)t * R, R, c->n_past + t, inf->rope_freq_base); /* every layer's */
+    }
 
     for (int il = 0; il < inf->n_layer; il++) {
         const smoe_layer *l = &m->layers[il];
@@ -123,8 +127,8 @@ smoe_status smoe_forward(smoe_ctx *c, const int32_t *ids, int32_t T, float *logi
         float *qkv_out[3] = {c->q, kc, vc};
         smoe_cpu_matmul_n(c, c->xn, T, 3, qkv, qkv_out);                 /* [T][H*Dh], [T][Hkv*Dh] x2 (k, v into the cache) */
         for (int32_t t = 0; t < T; t++) {
-            smoe_op_rope(c->q + t * Dq, inf->n_head, inf->head_dim, inf->rope_dim, c->n_past + t, inf->rope_freq_base);
-            smoe_op_rope(kc + t * Dkv, inf->n_head_kv, inf->head_dim, inf->rope_dim, c->n_past + t, inf->rope_freq_base);
+            smoe_op_rope_apply(c->q + t * Dq, inf->n_head, inf->head_dim, R, c->rope_cs + (size_t)t * R);
+            smoe_op_rope_apply(kc + t * Dkv, inf->n_head_kv, inf->head_dim, R, c->rope_cs + (size_t)t * R);
         }
         smoe_cpu_attention(c, il, T);                                     /* [T][H*Dh] causal */
         matmul(c, c->tmp, c->att, &l->wo, T);                             /* [T][D] */
@@ -154,7 +158,11 @@ smoe_status smoe_forward_multi(smoe_ctx *c, smoe_ctx *const *seqs, int32_t n_seq
     int32_t T = 0;
     for (int32_t i = 0; i < n_seq; i++) T += n_tok[i];
 
+    const int R = inf->rope_dim;
     for (int32_t t = 0; t < T; t++) smoe_op_get_row(c->h + t * D, &m->tok_embd, ids[t]); /* [T][D] */
+    for (int32_t i = 0, r = 0; i < n_seq; r += n_tok[i++])                          /* every layer's RoPE */
+        for (int32_t t = 0; t < n_tok[i]; t++)
+            smoe_op_rope_cs(c->rope_cs + (size_t)(r + t) * R, R, seqs[i]->n_past + t, inf->rope_freq_base);
 
     for (int il = 0; il < inf->n_layer; il++) {
         const smoe_layer *l = &m->layers[il];
@@ -170,9 +178,8 @@ smoe_status smoe_forward_multi(smoe_ctx *c, smoe_ctx *const *seqs, int32_t n_seq
             float *kc = x->k_cache + (size_t)il * x->n_ctx * Dkv, *vc = x->v_cache + (size_t)il * x->n_ctx * Dkv;
             for (int32_t t = 0; t < n_tok[i]; t++) {
                 const int32_t pos = x->n_past + t, row = r + t;
-                smoe_op_rope(c->q + row * Dq, inf->n_head, inf->head_dim, inf->rope_dim, pos, inf->rope_freq_base);
-                smoe_op_rope(c->k_new + row * Dkv, inf->n_head_kv, inf->head_dim, inf->rope_dim, pos,
-                             inf->rope_freq_base);
+                smoe_op_rope_apply(c->q + row * Dq, inf->n_head, inf->head_dim, R, c->rope_cs + (size_t)row * R);
+                smoe_op_rope_apply(c->k_new + row * Dkv, inf->n_head_kv, inf->head_dim, R, c->rope_cs + (size_t)row * R);
                 memcpy(kc + (size_t)pos * Dkv, c->k_new + row * Dkv, sizeof(float) * (size_t)Dkv);
                 memcpy(vc + (size_t)pos * Dkv, c->v_new + row * Dkv, sizeof(float) * (size_t)Dkv);
                 c->tok_kc[row] = kc, c->tok_vc[row] = vc, c->tok_nkv[row] = pos + 1;

@@ -96,6 +96,7 @@ struct smoe_ctx {
     const float **tok_kc;         /* [T] this layer's key cache of token t's sequence (set per layer) */
     const float **tok_vc;         /* [T] its value cache */
     int32_t *tok_nkv;             /* [T] positions token t attends to (its position + 1) */
+    float *rope_cs;               /* [T][rope_dim] (cos, sin) pairs of token t's position, shared by every layer */
 };
 
 /* forward.c: run T tokens (T <= n_batch) at positions n_past..; logits_out gets

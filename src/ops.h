@@ -25,6 +25,11 @@ void smoe_op_get_row(float *out, const smoe_tensor *W, int64_t row);
  * adjacent pairs (2i, 2i+1) of the first rope_dim values of each head rotate by
  * pos * base^(-2i/rope_dim) (llama.cpp's "normal" mode, Mistral's complex pairs). */
 void smoe_op_rope(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos, float base);
+/* The same in two steps, for a pass that rotates many heads at one position (every layer's
+ * q and k): smoe_op_rope_cs fills cs[rope_dim] with the (cos, sin) pair of each i, and
+ * smoe_op_rope_apply rotates by them; together they give smoe_op_rope's bits. */
+void smoe_op_rope_cs(float *cs, int rope_dim, int32_t pos, float base);
+void smoe_op_rope_apply(float *x, int n_heads, int head_dim, int rope_dim, const float *cs);
 
 /* Causal attention of one query head of one token over the positions 0..n_kv-1 of the
  * cache: out[Dh] = softmax(q . k_s / sqrt(Dh)) @ v_s. kv rows are kv_stride floats apart.

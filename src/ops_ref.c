@@ -50,17 +50,35 @@ void smoe_op_matmul_rows(float *y, const float *x, const smoe_tensor *W, int64_t
     }
 }
 
+/* RoPE's angle for pair i at position pos, and the rotation of pair i of every head. */
+static inline void rope_angle(int i, int rope_dim, int32_t pos, float base, float *c, float *s) {
+    double theta = (double)pos * pow((double)base, -2.0 * i / rope_dim);
+    *c = (float)cos(theta), *s = (float)sin(theta);
+}
+
+static inline void rope_rotate(float *x, int n_heads, int head_dim, int i, float c, float s) {
+    for (int h = 0; h < n_heads; h++) {
+        float *p = x + (int64_t)h * head_dim + 2 * i;
+        float a = p[0], b = p[1];
+        p[0] = a * c - b * s;
+        p[1] = a * s + b * c;
+    }
+}
+
 void smoe_op_rope(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos, float base) {
     for (int i = 0; i < rope_dim / 2; i++) {
-        double theta = (double)pos * pow((double)base, -2.0 * i / rope_dim);
-        float c = (float)cos(theta), s = (float)sin(theta);
-        for (int h = 0; h < n_heads; h++) {
-            float *p = x + (int64_t)h * head_dim + 2 * i;
-            float a = p[0], b = p[1];
-            p[0] = a * c - b * s;
-            p[1] = a * s + b * c;
-        }
+        float c, s;
+        rope_angle(i, rope_dim, pos, base, &c, &s);
+        rope_rotate(x, n_heads, head_dim, i, c, s);
     }
+}
+
+void smoe_op_rope_cs(float *cs, int rope_dim, int32_t pos, float base) {
+    for (int i = 0; i < rope_dim / 2; i++) rope_angle(i, rope_dim, pos, base, &cs[2 * i], &cs[2 * i + 1]);
+}
+
+void smoe_op_rope_apply(float *x, int n_heads, int head_dim, int rope_dim, const float *cs) {
+    for (int i = 0; i < rope_dim / 2; i++) rope_rotate(x, n_heads, head_dim, i, cs[2 * i], cs[2 * i + 1]);
 }
 
 void smoe_op_softmax(float *x, int64_t n) {
