@@ -130,6 +130,7 @@ static void block_dot(const smoe_tensor *W, int64_t rb, int64_t re, int64_t end,
     const smoe_vec_dot4_fn dot4 = W->kern->vec_dot4;
     const smoe_vec_dot_2x4_fn dot2x4 = dot4 ? W->kern->vec_dot_2x4 : NULL;
     const int64_t t4 = dot4 ? t0 + (t1 - t0) / 4 * 4 : t0;
+    const uint8_t *stop = W->data + (size_t)end * W->row_bytes;
     for (int64_t t = t0; t < t4; t += 4) {
         const uint8_t *x4 = xq + (size_t)t * qs;
         int64_t r = rb;
@@ -145,7 +146,19 @@ static void block_dot(const smoe_tensor *W, int64_t rb, int64_t re, int64_t end,
             for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j];
         }
     }
-    for (int64_t t = t4; t < t1; t++) dot_rows(W, rb, re, end, xq + (size_t)t * qs, y + t * M);
+    if (t1 - t4 == 1) {
+        dot_rows(W, rb, re, end, xq + (size_t)t4 * qs, y + t4 * M);
+        return;
+    }
+    /* 2-3 tokens left: row by row, each row (in L1 after the first token) dotted with all
+     * of them while the prefetches keep the memory stream going, rather than one sweep
+     * per token, during which the block's later sweeps would leave memory idle */
+    const smoe_vec_dot_fn dot = W->kern->vec_dot;
+    for (int64_t r = rb; r < re; r++) {
+        prefetch_rows(W, r, 1, stop);
+        const uint8_t *wr = W->data + (size_t)r * W->row_bytes;
+        for (int64_t t = t4; t < t1; t++) y[t * M + r] = dot(W->cols, wr, xq + (size_t)t * qs);
+    }
 }
 
 /* Rows [r0, r1) of weight i for all T tokens. Tiled: a block of ROW_BLOCK weight rows
