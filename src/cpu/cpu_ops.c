@@ -13,6 +13,7 @@
  */
 #include "cpu/cpu_ops.h"
 #include "cpu/gemm.h"
+#include "cpu/vexp.h"
 #include "ops.h"
 
 #include <math.h>
@@ -36,6 +37,18 @@ static void ref_kernel(void *arg, int ith, int nth) {
 }
 
 /* ------------------------------------------------------------------ fast path */
+
+/* smoe_op_swiglu (g = silu(g) * u in place) with the exponentials through cpu/vexp.h,
+ * a chunk at a time: libm's scalar expf was most of the op. */
+static void swiglu_fast(float *g, const float *u, int64_t n) {
+    float e[256];
+    for (int64_t i0 = 0; i0 < n; i0 += 256) {
+        const int64_t k = SMOE_MIN(256, n - i0);
+        for (int64_t j = 0; j < k; j++) e[j] = -g[i0 + j];
+        smoe_vexp(e, e, k);
+        for (int64_t j = 0; j < k; j++) g[i0 + j] = g[i0 + j] / (1.0f + e[j]) * u[i0 + j];
+    }
+}
 
 typedef struct mmq_task {
     smoe_ctx *c;
@@ -197,7 +210,7 @@ static void gate_up_kernel(void *arg, int ith, int nth) {
     if (r0 >= r1) return;
     rows_dot(a, 0, r0, r1, ith);
     rows_dot(a, 1, r0, r1, ith);
-    for (int64_t t = 0; t < a->T; t++) smoe_op_swiglu(a->y[0] + t * F + r0, a->y[1] + t * F + r0, r1 - r0);
+    for (int64_t t = 0; t < a->T; t++) swiglu_fast(a->y[0] + t * F + r0, a->y[1] + t * F + r0, r1 - r0);
 }
 
 /* Fill the task and quantize the input once per distinct vec_dot type. */
@@ -377,7 +390,7 @@ static void grp_kernel(void *arg, int ith, int nth) {
             dot_rows(Wa, r0, r1, r1, a->xq + (size_t)t0 * a->qs, a->ya + t0 * a->M);
             if (Wb) {
                 dot_rows(Wb, r0, r1, r1, a->xq + (size_t)t0 * a->qs, a->yb + t0 * a->M);
-                smoe_op_swiglu(a->ya + t0 * a->M + r0, a->yb + t0 * a->M + r0, r1 - r0);
+                swiglu_fast(a->ya + t0 * a->M + r0, a->yb + t0 * a->M + r0, r1 - r0);
             }
             continue;
         }
@@ -386,7 +399,7 @@ static void grp_kernel(void *arg, int ith, int nth) {
             block_dot(Wa, rb, re, r1, a->xq, a->qs, t0, t1, a->ya, a->M);
             if (!Wb) continue;
             block_dot(Wb, rb, re, r1, a->xq, a->qs, t0, t1, a->yb, a->M);
-            for (int64_t t = t0; t < t1; t++) smoe_op_swiglu(a->ya + t * a->M + rb, a->yb + t * a->M + rb, re - rb);
+            for (int64_t t = t0; t < t1; t++) swiglu_fast(a->ya + t * a->M + rb, a->yb + t * a->M + rb, re - rb);
         }
     }
 }
