@@ -2,8 +2,10 @@
  * threadpool.c - a persistent pthread pool tuned for many small parallel steps (a decode
  * step of an MoE model runs a few hundred matmuls per token). Workers spin on an atomic
  * generation counter for a short while after each job, so back-to-back jobs start in well
- * under a microsecond; when no job comes for about a millisecond they sleep on a condition
- * variable, so an idle pool costs no CPU.
+ * under a microsecond; when no job comes for SPIN_NS (200 us: longer than the serial gaps
+ * inside a forward pass, shorter than a server's sampling and streaming between passes)
+ * they sleep on a condition variable, so an idle pool costs no CPU and a pool waiting
+ * between steps does not take cores from the threads that have work.
  *
  * Wake-up protocol (no lost wake-ups): the runner publishes a job by incrementing
  * `generation`, then reads `sleepers`; a worker about to sleep increments `sleepers`, then
@@ -19,6 +21,7 @@
 #include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -29,8 +32,14 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define SPIN_ROUNDS (1 << 15) /* ~1 ms of waiting before a worker sleeps */
-#define PAUSE_ROUNDS 256      /* pure pause spins before waiters start yielding the CPU */
+#define SPIN_NS 200000L  /* waiting before a worker sleeps */
+#define PAUSE_ROUNDS 256 /* pure pause spins before waiters start yielding the CPU */
+
+static inline long long mono_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 /* One round of waiting: pause while the wait is young, then yield, so that a waiter
  * never keeps a descheduled partner off an oversubscribed core. */
@@ -64,7 +73,13 @@ static void *worker(void *a) {
     uint64_t seen = 0;
     for (;;) {
         uint64_t g = atomic_load(&p->generation);
-        for (int spin = 0; g == seen && spin < SPIN_ROUNDS; spin++) {
+        long long t0 = 0;
+        for (int spin = 0; g == seen; spin++) {
+            if ((spin & 63) == 0) { /* the clock every 64 rounds: a few ns a round */
+                const long long t = mono_ns();
+                if (spin == 0) t0 = t;
+                else if (t - t0 > SPIN_NS) break;
+            }
             wait_round(spin);
             g = atomic_load(&p->generation);
         }
