@@ -538,6 +538,22 @@ static void test_dispatch(void) {
 
 /* ------------------------------------------------------------ vec_dot4 */
 
+/* The ISA variants of type t that have a multi-row/multi-token kernel, "scalar,avx2". */
+typedef enum { HAS_DOT4, HAS_2X4, HAS_4XN } multi_kernel;
+static void isas_having(int t, multi_kernel which, char *out, size_t cap) {
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    out[0] = 0;
+    for (int k = 0; k < nv; k++) {
+        const bool has = which == HAS_DOT4  ? v[k].vec_dot4 != NULL
+                         : which == HAS_2X4 ? v[k].vec_dot_2x4 != NULL
+                                            : v[k].vec_dot_4xn != NULL;
+        if (!has) continue;
+        if (out[0]) strncat(out, ",", cap - strlen(out) - 1);
+        strncat(out, v[k].isa, cap - strlen(out) - 1);
+    }
+}
+
 /* vec_dot4 (one weight row x 4 activation rows a + j*stride) of every variant that has
  * one, against four vec_dot calls of the same variant: bit-identical (the property the
  * kernels document; it makes a token's result independent of how the matmul groups the
@@ -620,12 +636,8 @@ static void test_dot4_type(int t) {
     }
     smoe_kernel v[8];
     const int nv = smoe_kernels_all(t, v, 8);
-    char isas[64] = "";
-    for (int k = 0; k < nv; k++) {
-        if (!v[k].vec_dot4) continue;
-        if (isas[0]) strcat(isas, ",");
-        strncat(isas, v[k].isa, sizeof isas - strlen(isas) - 2);
-    }
+    char isas[64];
+    isas_having(t, HAS_DOT4, isas, sizeof isas);
     CHECK(nv == 0 || v[nv - 1].vec_dot4 != NULL || strcmp(v[nv - 1].isa, "scalar") != 0, "%s: scalar row without vec_dot4",
           smoe_dtype_name(t));
     printf("%-5s vec_dot4 [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
@@ -732,14 +744,8 @@ static void test_2x4_type(int t) {
             run_2x4_case(t, n, 1 + (e & 1), e, extras[e], extras[e], e, &st); /* all-ones / all-zero quants */
         }
     }
-    smoe_kernel v[8];
-    const int nv = smoe_kernels_all(t, v, 8);
-    char isas[64] = "";
-    for (int k = 0; k < nv; k++) {
-        if (!v[k].vec_dot_2x4) continue;
-        if (isas[0]) strcat(isas, ",");
-        strncat(isas, v[k].isa, sizeof isas - strlen(isas) - 2);
-    }
+    char isas[64];
+    isas_having(t, HAS_2X4, isas, sizeof isas);
     printf("%-5s vec_dot_2x4 [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
            smoe_dtype_name(t), isas, st.cases, st.identical, st.outputs, st.rel);
 }
@@ -835,14 +841,9 @@ static void test_4xn(void) {
         for (int nt = 1; nt <= 3; nt++)
             for (int e = 0; e < 3; e++)
                 run_4xn_case(sizes[s], nt, extras[e], extras[(e + 1) % 3], 4 + (size_t)e * 5, e, (int)s + e, &st);
+    char isas[64];
+    isas_having(SMOE_DTYPE_F32, HAS_4XN, isas, sizeof isas);
     smoe_kernel v[8];
-    const int nv = smoe_kernels_all(SMOE_DTYPE_F32, v, 8);
-    char isas[64] = "";
-    for (int k = 0; k < nv; k++) {
-        if (!v[k].vec_dot_4xn) continue;
-        if (isas[0]) strcat(isas, ",");
-        strncat(isas, v[k].isa, sizeof isas - strlen(isas) - 2);
-    }
     printf("F32   vec_dot_4xn [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
            isas, st.cases, st.identical, st.outputs, st.rel);
     /* the table: the scalar F32 row has one; no other type and no inherited one */
