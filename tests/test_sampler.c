@@ -435,6 +435,9 @@ static void test_special_values(void) {
     /* +inf: only the +inf tokens, equally */
     const float pi[4] = {5.0f, INFINITY, 1e30f, INFINITY};
     check_hist(s, pi, 4, pr, 20000, "+inf tokens share everything");
+    /* weights that underflow (e^-200) are 0 and never drawn, wherever they sit */
+    const float uf[4] = {-200.0f, 0.0f, -200.0f, 0.0f};
+    check_hist(s, uf, 4, pr, 20000, "underflowed weights never drawn");
     /* all -inf: nothing possible */
     const float all[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
     CHECK(smoe_sampler_sample(s, all, &id) == SMOE_ERR_INVALID_ARG, "all -inf rejected");
