@@ -16,6 +16,7 @@
  *     in forked children, before this process reads the table);
  *   - vec_dot4 (1 weight row x 4 activation rows) of every variant: each output
  *     bit-identical to the same variant's vec_dot, over strides and misalignments;
+ *     vec_dot_few (2 or 3 activation rows; Q4_K, Q6_K) on the same rows likewise;
  *   - vec_dot_2x4 (2 weight rows x 4 activation rows; Q8_0, Q4_K, Q6_K) likewise;
  *   - vec_dot_4xn (4 weight rows x 1-3 activation rows; F32) likewise, also checking
  *     that only the 4 x nt outputs are written (the gaps of the output stride stay).
@@ -539,13 +540,14 @@ static void test_dispatch(void) {
 /* ------------------------------------------------------------ vec_dot4 */
 
 /* The ISA variants of type t that have a multi-row/multi-token kernel, "scalar,avx2". */
-typedef enum { HAS_DOT4, HAS_2X4, HAS_4XN } multi_kernel;
+typedef enum { HAS_DOT4, HAS_FEW, HAS_2X4, HAS_4XN } multi_kernel;
 static void isas_having(int t, multi_kernel which, char *out, size_t cap) {
     smoe_kernel v[8];
     const int nv = smoe_kernels_all(t, v, 8);
     out[0] = 0;
     for (int k = 0; k < nv; k++) {
         const bool has = which == HAS_DOT4  ? v[k].vec_dot4 != NULL
+                         : which == HAS_FEW ? v[k].vec_dot_few != NULL
                          : which == HAS_2X4 ? v[k].vec_dot_2x4 != NULL
                                             : v[k].vec_dot_4xn != NULL;
         if (!has) continue;
@@ -563,6 +565,7 @@ static void isas_having(int t, multi_kernel which, char *out, size_t cap) {
  * or 3 bytes; nothing is written past out[3]. */
 typedef struct stats4 {
     int cases, outputs, identical;
+    int few_outputs, few_identical; /* vec_dot_few's (2 and 3 of the same rows) */
     double rel; /* worst |dot4 - dot| / sum|w*a| */
 } stats4;
 
@@ -609,6 +612,22 @@ static void run_dot4_case(int t, int64_t n, int fill, int mode0, size_t extra, i
             st->identical += same;
             if (absdot[j] > 0 && diff / absdot[j] > st->rel) st->rel = diff / absdot[j];
         }
+        for (int nt = 2; nt <= 3 && v[k].vec_dot_few; nt++) { /* the first nt of the rows */
+            float of[4];
+            of[nt] = -12345.0f;
+            v[k].vec_dot_few(n, w, a, stride, nt, of);
+            CHECK(of[nt] == -12345.0f, "%s/%s vec_dot_few nt=%d wrote past out[%d]", smoe_dtype_name(t), v[k].isa, nt, nt - 1);
+            for (int j = 0; j < nt; j++) {
+                const float want = v[k].vec_dot(n, w, a + (size_t)j * stride);
+                const int same = memcmp(&of[j], &want, sizeof want) == 0;
+                CHECK(same, "%s/%s n=%lld fill %d stride +%zu misalign %d nt=%d token %d: vec_dot_few %.9g (%08x) vs vec_dot "
+                      "%.9g (%08x)",
+                      smoe_dtype_name(t), v[k].isa, (long long)n, fill, extra, misalign, nt, j, of[j],
+                      smoe_f32_to_bits(of[j]), want, smoe_f32_to_bits(want));
+                st->few_outputs++;
+                st->few_identical += same;
+            }
+        }
     }
     st->cases++;
     free(wbuf), free(abuf), free(x), free(wf), free(af);
@@ -642,6 +661,18 @@ static void test_dot4_type(int t) {
           smoe_dtype_name(t));
     printf("%-5s vec_dot4 [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
            smoe_dtype_name(t), isas, st.cases, st.identical, st.outputs, st.rel);
+    if (st.few_outputs) {
+        isas_having(t, HAS_FEW, isas, sizeof isas);
+        printf("%-5s vec_dot_few [%-11s]: %d of %d outputs (2 and 3 tokens) bit-identical to vec_dot\n", smoe_dtype_name(t),
+               isas, st.few_identical, st.few_outputs);
+    }
+    /* the table: Q4_K and Q6_K have a reference vec_dot_few, other types none */
+    const bool few_type = t == SMOE_DTYPE_Q4_K || t == SMOE_DTYPE_Q6_K;
+    CHECK((smoe_kernels_ref(t)->vec_dot_few != NULL) == few_type, "%s: reference vec_dot_few %s", smoe_dtype_name(t),
+          few_type ? "missing" : "unexpected");
+    for (int k = 1; k < nv; k++)
+        CHECK(v[k].vec_dot_few == NULL || v[k].vec_dot_few != smoe_kernels_ref(t)->vec_dot_few,
+              "%s/%s inherits the scalar vec_dot_few", smoe_dtype_name(t), v[k].isa);
 }
 
 /* The table: the scalar rows all have a vec_dot4; a level that overrides vec_dot without

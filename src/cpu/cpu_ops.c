@@ -146,19 +146,23 @@ static void block_dot(const smoe_tensor *W, int64_t rb, int64_t re, int64_t end,
     const uint8_t *stop = W->data + (size_t)end * W->row_bytes;
     for (int64_t t = t0; t < t4; t += 4) {
         const uint8_t *x4 = xq + (size_t)t * qs;
+        const bool first = t == t0; /* the sweep that reads the block from memory prefetches */
         int64_t r = rb;
         if (dot2x4)
             for (; r + 2 <= re; r += 2) {
                 float o[8];
+                if (first) prefetch_rows(W, r, 2, stop);
                 dot2x4(W->cols, W->data + (size_t)r * W->row_bytes, W->row_bytes, x4, qs, o);
                 for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j], y[(t + j) * M + r + 1] = o[4 + j];
             }
         for (; r < re; r++) {
             float o[4];
+            if (first) prefetch_rows(W, r, 1, stop);
             dot4(W->cols, W->data + (size_t)r * W->row_bytes, x4, qs, o);
             for (int j = 0; j < 4; j++) y[(t + j) * M + r] = o[j];
         }
     }
+    if (t1 == t4) return;
     if (t1 - t4 == 1) {
         dot_rows(W, rb, re, end, xq + (size_t)t4 * qs, y + t4 * M);
         return;
@@ -167,10 +171,17 @@ static void block_dot(const smoe_tensor *W, int64_t rb, int64_t re, int64_t end,
      * of them while the prefetches keep the memory stream going, rather than one sweep
      * per token, during which the block's later sweeps would leave memory idle */
     const smoe_vec_dot_fn dot = W->kern->vec_dot;
+    const smoe_vec_dot_few_fn few = W->kern->vec_dot_few; /* each block unpacked once for them */
     for (int64_t r = rb; r < re; r++) {
         prefetch_rows(W, r, 1, stop);
         const uint8_t *wr = W->data + (size_t)r * W->row_bytes;
-        for (int64_t t = t4; t < t1; t++) y[t * M + r] = dot(W->cols, wr, xq + (size_t)t * qs);
+        if (few) {
+            float o[3];
+            few(W->cols, wr, xq + (size_t)t4 * qs, qs, (int)(t1 - t4), o);
+            for (int64_t t = t4; t < t1; t++) y[t * M + r] = o[t - t4];
+        } else {
+            for (int64_t t = t4; t < t1; t++) y[t * M + r] = dot(W->cols, wr, xq + (size_t)t * qs);
+        }
     }
 }
 

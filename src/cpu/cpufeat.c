@@ -118,13 +118,14 @@ static int isa_by_name(const char *s) {
 }
 
 #if defined(__x86_64__) || defined(SMOE_HAVE_NEON)
-/* A level that overrides a type's vec_dot but not its vec_dot4 (vec_dot_2x4, vec_dot_4xn) must not
+/* A level that overrides a type's vec_dot but not its vec_dot4 (vec_dot_few, vec_dot_2x4, vec_dot_4xn) must not
  * keep the parent's (several of the parent's slower dots): it gets NULL, so that callers
  * use its own vec_dot four times (its own vec_dot4). */
 static void drop_inherited_dot4(smoe_kernel *rows, const smoe_kernel *parent) {
     for (int t = 0; t < SMOE_DTYPE_COUNT; t++) {
         if (rows[t].vec_dot == parent[t].vec_dot) continue;
         if (rows[t].vec_dot4 == parent[t].vec_dot4) rows[t].vec_dot4 = NULL;
+        if (rows[t].vec_dot_few == parent[t].vec_dot_few) rows[t].vec_dot_few = NULL;
         if (rows[t].vec_dot_2x4 == parent[t].vec_dot_2x4) rows[t].vec_dot_2x4 = NULL;
         if (rows[t].vec_dot_4xn == parent[t].vec_dot_4xn) rows[t].vec_dot_4xn = NULL;
     }

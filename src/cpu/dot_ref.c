@@ -456,6 +456,17 @@ DOT2X4_REF(dot2x4_q8_0_ref, dot_q8_0_ref)
 DOT2X4_REF(dot2x4_q4_K_ref, dot_q4_K_ref)
 DOT2X4_REF(dot2x4_q6_K_ref, dot_q6_K_ref)
 
+/* ------------------------------------------------------------ 1 row x 2-3 tokens */
+
+/* The reference vec_dot_few: nt reference dots (exactly vec_dot's results). */
+#define DOTFEW_REF(name, dot)                                                                      \
+    static void name(int64_t n, const void *w, const void *a, size_t as, int nt, float *out) {    \
+        for (int j = 0; j < nt; j++) out[j] = dot(n, w, (const uint8_t *)a + (size_t)j * as);      \
+    }
+
+DOTFEW_REF(dotfew_q4_K_ref, dot_q4_K_ref)
+DOTFEW_REF(dotfew_q6_K_ref, dot_q6_K_ref)
+
 /* ------------------------------------------------------------ 4 rows x 1-3 tokens */
 
 /* The reference vec_dot_4xn (F32, the type that has a SIMD one): 4 x nt reference dots. */
@@ -493,6 +504,9 @@ void smoe_kernels_fill_scalar(smoe_kernel *rows, int count) {
     if (SMOE_DTYPE_Q8_0 < count) rows[SMOE_DTYPE_Q8_0].vec_dot_2x4 = dot2x4_q8_0_ref;
     if (SMOE_DTYPE_Q4_K < count) rows[SMOE_DTYPE_Q4_K].vec_dot_2x4 = dot2x4_q4_K_ref;
     if (SMOE_DTYPE_Q6_K < count) rows[SMOE_DTYPE_Q6_K].vec_dot_2x4 = dot2x4_q6_K_ref;
+    /* 1 row x 2-3 tokens: the types that have a SIMD one */
+    if (SMOE_DTYPE_Q4_K < count) rows[SMOE_DTYPE_Q4_K].vec_dot_few = dotfew_q4_K_ref;
+    if (SMOE_DTYPE_Q6_K < count) rows[SMOE_DTYPE_Q6_K].vec_dot_few = dotfew_q6_K_ref;
     /* 4 rows x 1-3 tokens: F32 */
     if (SMOE_DTYPE_F32 < count) rows[SMOE_DTYPE_F32].vec_dot_4xn = dot4xn_f32_ref;
 }

@@ -28,6 +28,11 @@ typedef float (*smoe_vec_dot_fn)(int64_t n, const void *w, const void *a);
  * Results must equal four vec_dot calls to float rounding. */
 typedef void (*smoe_vec_dot4_fn)(int64_t n, const void *w, const void *a, size_t a_stride, float *out);
 
+/* nt (2 or 3) dot products of one weight row with activation rows a + j*a_stride:
+ * out[j] = vec_dot(n, w, a + j*a_stride), j < nt: vec_dot4 for the few tokens an expert
+ * gets in a batched decode step. Results must equal the vec_dot calls to float rounding
+ * (the AVX2 versions are bit-identical to the AVX2 vec_dot). */
+typedef void (*smoe_vec_dot_few_fn)(int64_t n, const void *w, const void *a, size_t a_stride, int nt, float *out);
 /* Eight dot products of two weight rows (w, w + w_stride) with four activation rows
  * (a + j*a_stride), bytes: out[r*4 + j] = vec_dot(n, w + r*w_stride, a + j*a_stride) for
  * r < 2, j < 4. Each weight block is unpacked once for the 4 tokens and each activation
@@ -57,6 +62,7 @@ typedef struct smoe_kernel {
     smoe_vec_dot_fn vec_dot;       /* best version for this CPU */
     smoe_from_float_fn act_quant;  /* f32 -> vec_dot_type, best version for this CPU */
     smoe_vec_dot4_fn vec_dot4;     /* 1 row x 4 tokens; NULL: callers use vec_dot 4 times */
+    smoe_vec_dot_few_fn vec_dot_few; /* 1 row x 2-3 tokens (Q4_K, Q6_K); NULL: absent */
     smoe_vec_dot_2x4_fn vec_dot_2x4; /* 2 rows x 4 tokens; NULL: absent (callers use vec_dot4) */
     smoe_vec_dot_4xn_fn vec_dot_4xn; /* 4 rows x 1-3 tokens (F32); NULL: absent */
     /* Prefill through the f32 GEMM (cpu/gemm.h) instead of vec_dot4: set by the ISA files

@@ -1,6 +1,6 @@
 /*
  * dot4_avx2.c - AVX2 + FMA + F16C "1 weight row x 4 activation rows" dot products
- * (vec_dot4 of cpu/kernels.h) for every weight type that x86/dot_avx2.c has a vec_dot
+ * (vec_dot4 of cpu/kernels.h; Q4_K and Q6_K also for 2 or 3 rows, vec_dot_few) for every weight type that x86/dot_avx2.c has a vec_dot
  * for: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, F16, BF16, F32. Prefill runs each
  * weight row against many tokens; here each weight block is loaded and unpacked once
  * (nibble masks, high bits, scale decoding, fp16 -> f32) and multiplied with the four
@@ -62,6 +62,8 @@ void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count);
 #define KEEP(v) __asm__("" : "+x"(v))
 /* The same for the two halves of a K-quant block (their shuffle controls constants). */
 #define FOR2(h) _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+/* The token loop of a kernel instantiated for nt = 2, 3 or 4 tokens (a constant after inlining). */
+#define FORN(j, nt) _Pragma("GCC unroll 4") for (int j = 0; j < (nt); j++)
 
 /* The fp16 fields p[0], p[s], p[2s], p[3s] as 4 floats. */
 AI __m128 f16x4(const uint8_t *p, size_t s) {
@@ -248,8 +250,8 @@ LEGACY_DOT4(dot4_q8_0, smoe_block_q8_0, smoe_block_q8_0, q8_0_w, q8_0_t, NO_MIN)
 
 /* s[j] += madd(maddubs(q, y_j[off..off+31]), sc) for the 4 tokens: one 32-value group
  * with its int16 scale vector. */
-AI void group4(__m256i q, __m256i sc, const rows4 *r, int64_t i, int off, __m256i *s) {
-    FOR4(j) {
+AI void group4(__m256i q, __m256i sc, const rows4 *r, int64_t i, int off, __m256i *s, const int nt) {
+    FORN(j, nt) {
         s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(r->y[j][i].qs + off)), sc));
         KEEP(s[j]);
     }
@@ -276,10 +278,10 @@ static void dot4_q2_K(int64_t n, const void *w, const void *a, size_t as, float 
         FOR4(j) s[j] = _mm256_setzero_si256();
         FOR2(h) {
             const __m256i q = loadu256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
-            group4(_mm256_and_si256(q, m3), bcast16(sc4, 4 * h), &r, i, 128 * h, s);
-            group4(_mm256_and_si256(q, mc), bcast16(sc1, 4 * h + 1), &r, i, 128 * h + 32, s);
-            group4(_mm256_and_si256(q4, m3), bcast16(sc4, 4 * h + 2), &r, i, 128 * h + 64, s);
-            group4(_mm256_and_si256(q4, mc), bcast16(sc1, 4 * h + 3), &r, i, 128 * h + 96, s);
+            group4(_mm256_and_si256(q, m3), bcast16(sc4, 4 * h), &r, i, 128 * h, s, 4);
+            group4(_mm256_and_si256(q, mc), bcast16(sc1, 4 * h + 1), &r, i, 128 * h + 32, s, 4);
+            group4(_mm256_and_si256(q4, m3), bcast16(sc4, 4 * h + 2), &r, i, 128 * h + 64, s, 4);
+            group4(_mm256_and_si256(q4, mc), bcast16(sc1, 4 * h + 3), &r, i, 128 * h + 96, s, 4);
         }
         const float dx = rd_f16(x[i].d), dm = rd_f16(x[i].dmin);
         FOR4(j) {
@@ -335,9 +337,9 @@ static void dot4_q3_K(int64_t n, const void *w, const void *a, size_t as, float 
 
 /* One 64-value chunk c of Q4_K/Q5_K for 4 tokens: lo quants times y[64c..], hi quants
  * times y[64c+32..], scales 2c and 2c+1. */
-AI void k45_chunk4(__m256i lo, __m256i hi, __m256i sc, int c, const rows4 *r, int64_t i, __m256i *s) {
+AI void k45_chunk4(__m256i lo, __m256i hi, __m256i sc, int c, const rows4 *r, int64_t i, __m256i *s, const int nt) {
     const __m256i slo = bcast16(sc, 2 * c), shi = bcast16(sc, 2 * c + 1);
-    FOR4(j) {
+    FORN(j, nt) {
         const int8_t *q8 = r->y[j][i].qs + 64 * c;
         const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(q8));
         const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(q8 + 32));
@@ -346,10 +348,10 @@ AI void k45_chunk4(__m256i lo, __m256i hi, __m256i sc, int c, const rows4 *r, in
     }
 }
 
-AI void q4k_chunk4(const uint8_t *qs, __m256i sc, int c, const rows4 *r, int64_t i, __m256i *s) {
+AI void q4k_chunk4(const uint8_t *qs, __m256i sc, int c, const rows4 *r, int64_t i, __m256i *s, const int nt) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i q = loadu256(qs + 32 * c);
-    k45_chunk4(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), sc, c, r, i, s);
+    k45_chunk4(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), sc, c, r, i, s, nt);
 }
 
 AI void q5k_chunk4(const uint8_t *qs, __m256i qh, __m256i sc, int c, const rows4 *r, int64_t i, __m256i *s) {
@@ -359,18 +361,19 @@ AI void q5k_chunk4(const uint8_t *qs, __m256i qh, __m256i sc, int c, const rows4
     const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), b4));
     const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
                                        _mm256_and_si256(_mm256_slli_epi16(h, 3), b4));
-    k45_chunk4(lo, hi, sc, c, r, i, s);
+    k45_chunk4(lo, hi, sc, c, r, i, s, 4);
 }
 
 /* The per-block float part of Q4_K/Q5_K for the 4 tokens. */
 AI void k45_finish4(const uint8_t *d, const uint8_t *dmin, __m128i mins, const rows4 *r, int64_t i,
-                    const __m256i *s, __m256 *acc, __m256 *accm2) {
+                    const __m256i *s, __m256 *acc, __m256 *accm2, const int nt) {
     /* dy_j * d_x and dy_j * dmin for the 4 tokens, one vmulps each (the same f32 products) */
     const __m128 dy = _mm_setr_ps(rd_f32(r->y[0][i].d), rd_f32(r->y[1][i].d), rd_f32(r->y[2][i].d), rd_f32(r->y[3][i].d));
     const __m256 dm = _mm256_castps128_ps256(_mm_mul_ps(dy, _mm_set1_ps(rd_f16(dmin))));
     const float dx = rd_f16(d);
-    FOR4(j) acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(r->y[j][i].d) * dx), _mm256_cvtepi32_ps(s[j]), acc[j]);
-    /* the min parts two tokens per vector: the bsums pairs of token j in half j & 1 */
+    FORN(j, nt) acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(r->y[j][i].d) * dx), _mm256_cvtepi32_ps(s[j]), acc[j]);
+    /* the min parts two tokens per vector (all four rows: a kernel for fewer tokens repeats
+     * its last row there, and ignores those sums): the bsums pairs of token j in half j & 1 */
     const __m256i m2 = _mm256_broadcastsi128_si256(mins);
     FOR2(h) {
         const __m256i b0 = loadu256(r->y[2 * h][i].bsums), b1 = loadu256(r->y[2 * h + 1][i].bsums);
@@ -386,24 +389,28 @@ static inline float accm_sum(const __m256 *accm2, int j) {
     return hsum128(j & 1 ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v));
 }
 
-static void dot4_q4_K(int64_t n, const void *w, const void *a, size_t as, float *out) {
+AI void q4k_dot(int64_t n, const void *w, const rows4 *r, const int nt, float *out) {
     const smoe_block_q4_K *x = w;
-    const rows4 r = rows4_of(a, as);
     __m256 acc[4];
     __m256 accm2[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    FOR4(j) acc[j] = _mm256_setzero_ps();
+    FORN(j, nt) acc[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / SMOE_QK_K; i++) {
         __m256i sc, s[4];
         __m128i mins;
         k45_scales(x[i].scales, &sc, &mins);
-        FOR4(j) s[j] = _mm256_setzero_si256();
-        q4k_chunk4(x[i].qs, sc, 0, &r, i, s);
-        q4k_chunk4(x[i].qs, sc, 1, &r, i, s);
-        q4k_chunk4(x[i].qs, sc, 2, &r, i, s);
-        q4k_chunk4(x[i].qs, sc, 3, &r, i, s);
-        k45_finish4(x[i].d, x[i].dmin, mins, &r, i, s, acc, accm2);
+        FORN(j, nt) s[j] = _mm256_setzero_si256();
+        q4k_chunk4(x[i].qs, sc, 0, r, i, s, nt);
+        q4k_chunk4(x[i].qs, sc, 1, r, i, s, nt);
+        q4k_chunk4(x[i].qs, sc, 2, r, i, s, nt);
+        q4k_chunk4(x[i].qs, sc, 3, r, i, s, nt);
+        k45_finish4(x[i].d, x[i].dmin, mins, r, i, s, acc, accm2, nt);
     }
-    FOR4(j) out[j] = hsum256(acc[j]) - accm_sum(accm2, j);
+    FORN(j, nt) out[j] = hsum256(acc[j]) - accm_sum(accm2, j);
+}
+
+static void dot4_q4_K(int64_t n, const void *w, const void *a, size_t as, float *out) {
+    const rows4 r = rows4_of(a, as);
+    q4k_dot(n, w, &r, 4, out);
 }
 
 static void dot4_q5_K(int64_t n, const void *w, const void *a, size_t as, float *out) {
@@ -422,20 +429,20 @@ static void dot4_q5_K(int64_t n, const void *w, const void *a, size_t as, float 
         q5k_chunk4(x[i].qs, qh, sc, 1, &r, i, s);
         q5k_chunk4(x[i].qs, qh, sc, 2, &r, i, s);
         q5k_chunk4(x[i].qs, qh, sc, 3, &r, i, s);
-        k45_finish4(x[i].d, x[i].dmin, mins, &r, i, s, acc, accm2);
+        k45_finish4(x[i].d, x[i].dmin, mins, &r, i, s, acc, accm2, 4);
     }
     FOR4(j) out[j] = hsum256(acc[j]) - accm_sum(accm2, j);
 }
 
 /* Q6_K block i for 4 tokens (dot_avx2.c's dot_q6_K): the int32 lane sums, the -32
  * offset through the block sums. */
-AI void q6k_block4(const smoe_block_q6_K *xb, const rows4 *r, int64_t i, __m256i *s) {
+AI void q6k_block4(const smoe_block_q6_K *xb, const rows4 *r, int64_t i, __m256i *s, const int nt) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i m2a = _mm256_set1_epi8(0x03), m2b = _mm256_set1_epi8(0x0c);
     const __m256i m2c = _mm256_set1_epi8(0x30), m2d = _mm256_set1_epi8((char)0xc0);
     const __m128i sc = loadu128(xb->scales);
     const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
-    FOR4(j) {
+    FORN(j, nt) {
         const __m256i o = _mm256_slli_epi32(_mm256_madd_epi16(sc16, loadu256(r->y[j][i].bsums)), 5);
         s[j] = _mm256_sub_epi32(_mm256_setzero_si256(), o);
     }
@@ -444,38 +451,67 @@ AI void q6k_block4(const smoe_block_q6_K *xb, const rows4 *r, int64_t i, __m256i
         const __m256i lb = loadu256(xb->ql + 64 * h + 32);
         const __m256i qh = loadu256(xb->qh + 32 * h);
         const __m256i q0 = _mm256_or_si256(_mm256_and_si256(la, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2a), 4));
-        group4(q0, scale_pair(sc, 8 * h), r, i, 128 * h, s);
+        group4(q0, scale_pair(sc, 8 * h), r, i, 128 * h, s, nt);
         const __m256i q1 = _mm256_or_si256(_mm256_and_si256(lb, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2b), 2));
-        group4(q1, scale_pair(sc, 8 * h + 2), r, i, 128 * h + 32, s);
+        group4(q1, scale_pair(sc, 8 * h + 2), r, i, 128 * h + 32, s, nt);
         const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), m4), _mm256_and_si256(qh, m2c));
-        group4(q2, scale_pair(sc, 8 * h + 4), r, i, 128 * h + 64, s);
+        group4(q2, scale_pair(sc, 8 * h + 4), r, i, 128 * h + 64, s, nt);
         const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), m4),
                                            _mm256_srli_epi16(_mm256_and_si256(qh, m2d), 2));
-        group4(q3, scale_pair(sc, 8 * h + 6), r, i, 128 * h + 96, s);
+        group4(q3, scale_pair(sc, 8 * h + 6), r, i, 128 * h + 96, s, nt);
     }
 }
 
-AI void q6k_acc4(const smoe_block_q6_K *x, const rows4 *r, int64_t i, __m256 *acc) {
+AI void q6k_acc4(const smoe_block_q6_K *x, const rows4 *r, int64_t i, __m256 *acc, const int nt) {
     __m256i s[4];
-    q6k_block4(x + i, r, i, s);
+    q6k_block4(x + i, r, i, s, nt);
     const float dx = rd_f16(x[i].d);
-    FOR4(j) acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(r->y[j][i].d) * dx), _mm256_cvtepi32_ps(s[j]), acc[j]);
+    FORN(j, nt) acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(r->y[j][i].d) * dx), _mm256_cvtepi32_ps(s[j]), acc[j]);
 }
 
 /* dot_q6_K alternates two accumulators, even blocks into the first. */
-static void dot4_q6_K(int64_t n, const void *w, const void *a, size_t as, float *out) {
+AI void q6k_dot(int64_t n, const void *w, const rows4 *r, const int nt, float *out) {
     const smoe_block_q6_K *x = w;
-    const rows4 r = rows4_of(a, as);
     const int64_t nb = n / SMOE_QK_K;
     __m256 acc0[4], acc1[4];
-    FOR4(j) acc0[j] = acc1[j] = _mm256_setzero_ps();
+    FORN(j, nt) acc0[j] = acc1[j] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        q6k_acc4(x, &r, i, acc0);
-        q6k_acc4(x, &r, i + 1, acc1);
+        q6k_acc4(x, r, i, acc0, nt);
+        q6k_acc4(x, r, i + 1, acc1, nt);
     }
-    if (i < nb) q6k_acc4(x, &r, i, acc0);
-    FOR4(j) out[j] = hsum256(_mm256_add_ps(acc0[j], acc1[j]));
+    if (i < nb) q6k_acc4(x, r, i, acc0, nt);
+    FORN(j, nt) out[j] = hsum256(_mm256_add_ps(acc0[j], acc1[j]));
+}
+
+static void dot4_q6_K(int64_t n, const void *w, const void *a, size_t as, float *out) {
+    const rows4 r = rows4_of(a, as);
+    q6k_dot(n, w, &r, 4, out);
+}
+
+/* ------------------------------------------------------------ 2 or 3 tokens */
+
+/* vec_dot_few (1 weight row x nt = 2 or 3 activation rows) of Q4_K and Q6_K: the 4-token
+ * kernels above instantiated for nt tokens, for the experts of a batched decode step that
+ * see only a few of its tokens (each weight block unpacked once for them). Rows past
+ * nt - 1 repeat the last one for the parts computed for four at a time (the min sums),
+ * whose extra results are dropped. The same bits as vec_dot, output by output. */
+static rows4 rows_few(const void *a, size_t as, int nt) {
+    rows4 r;
+    FOR4(j) r.y[j] = ROW(smoe_block_q8_K, a, as, j < nt ? j : nt - 1);
+    return r;
+}
+
+static void dotfew_q4_K(int64_t n, const void *w, const void *a, size_t as, int nt, float *out) {
+    const rows4 r = rows_few(a, as, nt);
+    if (nt == 2) q4k_dot(n, w, &r, 2, out);
+    else q4k_dot(n, w, &r, 3, out);
+}
+
+static void dotfew_q6_K(int64_t n, const void *w, const void *a, size_t as, int nt, float *out) {
+    const rows4 r = rows_few(a, as, nt);
+    if (nt == 2) q6k_dot(n, w, &r, 2, out);
+    else q6k_dot(n, w, &r, 3, out);
 }
 
 /* ------------------------------------------------------------ float types */
@@ -651,4 +687,6 @@ void smoe_kernels_fill_avx2_dot4(smoe_kernel *rows, int count) {
     set_dot4(rows, count, SMOE_DTYPE_F16, dot4_f16);
     set_dot4(rows, count, SMOE_DTYPE_BF16, dot4_bf16);
     set_dot4(rows, count, SMOE_DTYPE_F32, dot4_f32);
+    if (SMOE_DTYPE_Q4_K < count) rows[SMOE_DTYPE_Q4_K].vec_dot_few = dotfew_q4_K;
+    if (SMOE_DTYPE_Q6_K < count) rows[SMOE_DTYPE_Q6_K].vec_dot_few = dotfew_q6_K;
 }
