@@ -122,8 +122,9 @@ static inline void dot_rows(const smoe_tensor *W, int64_t r0, int64_t r1, int64_
  * apart, output rows M floats apart). A type with a vec_dot_4xn (F32) runs 4-row x
  * 3-token tiles (the rows left over one by one); the others take four tokens at a time
  * through vec_dot4 (each weight row unpacked once for the four; vec_dot_2x4 also shares
- * each activation block between two rows), the rest one by one (prefetching up to row
- * `end`). All of these give vec_dot's bits, so the grouping does not change a result. */
+ * each activation block between two rows; the first sweep prefetches up to row `end`),
+ * then the last 1-3 tokens row by row (vec_dot_few where the type has one). All of these
+ * give vec_dot's bits, so the grouping does not change a result. */
 static void block_dot(const smoe_tensor *W, int64_t rb, int64_t re, int64_t end, const uint8_t *xq, size_t qs, int64_t t0,
                       int64_t t1, float *y, int64_t M) {
     const smoe_vec_dot_4xn_fn d4n = W->kern->vec_dot_4xn;
