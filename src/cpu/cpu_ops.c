@@ -390,12 +390,37 @@ typedef struct grp_task {
  * pair is computed row by row and finished with SwiGLU, as in gate_up_kernel. An expert
  * with several tokens (batched decode) runs them over blocks of ROW_BLOCK rows, so its
  * weights are read from memory once, not once per token. */
+/* The threads' shares of the (active expert, row) space, weighted by what a row costs: a
+ * row of an expert with t tokens counts ROW_COST_MEM + t (reading it, then a dot per
+ * token), so that a thread given the experts with many tokens does not finish last. Where
+ * share boundary `part` of `parts` falls, as (expert, row): every thread computes the same
+ * boundaries, so the shares tile the space. */
+#define ROW_COST_MEM 2
+static void grp_bound(const grp_task *a, int part, int parts, int32_t *ie, int64_t *ir) {
+    int64_t total = 0;
+    for (int32_t i = 0; i < a->n_act; i++) total += (ROW_COST_MEM + a->off[i + 1] - a->off[i]) * a->M;
+    int64_t p = total * part / parts;
+    for (int32_t i = 0; i < a->n_act; i++) {
+        const int64_t c = ROW_COST_MEM + a->off[i + 1] - a->off[i];
+        if (p < c * a->M) {
+            *ie = i, *ir = p / c;
+            return;
+        }
+        p -= c * a->M;
+    }
+    *ie = a->n_act, *ir = 0;
+}
+
 static void grp_kernel(void *arg, int ith, int nth) {
     const grp_task *a = arg;
-    int64_t g0, g1;
-    smoe_split((int64_t)a->n_act * a->M, ith, nth, &g0, &g1);
-    for (int32_t i = (int32_t)(g0 / a->M); i < a->n_act && (int64_t)i * a->M < g1; i++) {
+    int32_t e0, e1;
+    int64_t q0, q1;
+    grp_bound(a, ith, nth, &e0, &q0);
+    grp_bound(a, ith + 1, nth, &e1, &q1);
+    const int64_t g0 = (int64_t)e0 * a->M + q0, g1 = (int64_t)e1 * a->M + q1; /* in the unweighted space */
+    for (int32_t i = e0; i < a->n_act && (int64_t)i * a->M < g1; i++) {
         const int64_t r0 = SMOE_MAX(g0 - i * a->M, 0), r1 = SMOE_MIN(g1 - i * a->M, a->M);
+        if (r0 >= r1) continue;
         const smoe_tensor *Wa = &a->Wa[a->act[i]], *Wb = a->Wb ? &a->Wb[a->act[i]] : NULL;
         const int64_t t0 = a->off[i], t1 = a->off[i + 1];
         if (t1 - t0 == 1) { /* one token: one pass over the rows, prefetching ahead */
