@@ -96,6 +96,9 @@ expect 0 "synth small" -- "$SMOE" synth -o "$T/syn.gguf" --type Q8_0 --n-embd 64
 expect 0 "bench json" -- "$SMOE" bench -m "$T/syn.gguf" -p 16 -n 4 -r 1 -t 1 --json --no-bw
 has "$T/out" '"test": *"pp16"'; has "$T/out" '"test": *"tg4"'; has "$T/out" '"tokens_per_s"'
 expect 2 "bench without -m" -- "$SMOE" bench -p 8
+expect 0 "bench 3 sequences" -- "$SMOE" bench -m "$T/syn.gguf" -p 0 -n 4 -r 1 -t 2 --seqs 3 --json --no-bw
+has "$T/out" '"test": *"tg4x3"'; has "$T/out" '"n_seq": *3'
+expect 2 "bench --seqs 0" -- "$SMOE" bench -m "$T/syn.gguf" -p 0 -n 4 --seqs 0
 
 # tokenizer-train and prepare-data: help, usage errors, bad input, a small end-to-end run
 for c in tokenizer-train prepare-data; do

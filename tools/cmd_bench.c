@@ -35,6 +35,9 @@ static const char *BENCH_HELP =
     "R runs; median and standard deviation of tokens/s. Also: load time, resident memory,\n"
     "weight bytes read per generated token, the GB/s that makes at the tg speed and its\n"
     "share of the memory bandwidth measured on this machine with the same threads.\n"
+    "With --seqs S the tg test decodes S sequences at once, one token each per step, in\n"
+    "one batched forward pass (as `smoe serve` batches its requests): test tgNxS, tokens/s\n"
+    "counting every sequence's tokens.\n"
     "\n"
     "options:\n"
     "  -m, --model FILE        GGUF model (repeatable)\n"
@@ -42,6 +45,7 @@ static const char *BENCH_HELP =
     "  -n, --n-gen N           tokens of the tg test; 0 = no tg test (default 128)\n"
     "  -t, --threads N         worker threads (default: physical cores)\n"
     "  -r, --repetitions R     timed runs per test (default 3)\n"
+    "  -s, --seqs S            sequences decoded together in the tg test (default 1)\n"
     "      --seed S            seed of the random token ids (default 0)\n"
     "      --json              one JSON object per line and test instead of a table\n"
     "      --no-warmup         skip the warm-up runs\n"
@@ -251,10 +255,10 @@ typedef struct model_facts {
 
 typedef struct result {
     char test[32];
-    int n_prompt, n_gen, reps;
+    int n_prompt, n_gen, n_seq, reps;
     double *samples;
     stats st;
-    double gbs, bw_pct; /* NAN when not meaningful (pp) */
+    double gbs, bw_pct; /* NAN when not meaningful (pp, a batch of sequences) */
 } result;
 
 static void print_json(const model_facts *mf, const result *r, int threads, double bw, bool reference) {
@@ -269,7 +273,8 @@ static void print_json(const model_facts *mf, const result *r, int threads, doub
     printf(", \"load_s\": %.4f, \"rss_bytes\": %" PRIu64 ", \"threads\": %d", mf->load_s, mf->rss, threads);
     fputs(", \"test\": ", stdout);
     json_str(r->test);
-    printf(", \"n_prompt\": %d, \"n_gen\": %d, \"repetitions\": %d, \"tokens_per_s\": ", r->n_prompt, r->n_gen, r->reps);
+    printf(", \"n_prompt\": %d, \"n_gen\": %d, \"n_seq\": %d, \"repetitions\": %d, \"tokens_per_s\": ", r->n_prompt, r->n_gen,
+           r->n_seq, r->reps);
     json_num(r->st.median);
     fputs(", \"avg_ts\": ", stdout);
     json_num(r->st.mean);
@@ -303,7 +308,7 @@ static void print_row(const model_facts *mf, const result *r, int threads) {
 /* ------------------------------------------------------------------ the command */
 
 typedef struct bench_opts {
-    int n_prompt, n_gen, threads, reps;
+    int n_prompt, n_gen, threads, reps, n_seq;
     uint64_t seed;
     bool json, warmup, reference;
     double bw;
@@ -331,9 +336,31 @@ static smoe_status run_test(smoe_ctx *ctx, const int32_t *ids, float *logits, in
     return SMOE_OK;
 }
 
+/* The tg test over n_seq sequences at once: each step one token of every sequence through
+ * one smoe_ctx_decode_multi on seqs[0] (sequence s reads its ids from ids + s * n_gen). */
+static smoe_status run_test_seqs(smoe_ctx **seqs, int n_seq, const int32_t *ids, float *logits, int n_gen, int warm_n,
+                                 int reps, double *samples) {
+    int32_t step_ids[256], n_tok[256];
+    for (int s = 0; s < n_seq; s++) n_tok[s] = 1;
+    for (int rep = -1; rep < reps; rep++) {
+        if (rep < 0 && warm_n <= 0) continue;
+        for (int s = 0; s < n_seq; s++) smoe_ctx_reset(seqs[s]);
+        const int n = rep < 0 ? warm_n : n_gen;
+        double t0 = now_s();
+        for (int i = 0; i < n; i++) {
+            for (int s = 0; s < n_seq; s++) step_ids[s] = ids[(size_t)s * (size_t)n_gen + (size_t)i];
+            smoe_status st = smoe_ctx_decode_multi(seqs[0], seqs, n_seq, step_ids, n_tok, logits);
+            if (st) return st;
+        }
+        double dt = now_s() - t0;
+        if (rep >= 0) samples[rep] = (double)n_seq * n_gen / (dt > 0 ? dt : 1e-9);
+    }
+    return SMOE_OK;
+}
+
 static int bench_model(const char *path, const bench_opts *o, bool *header_done) {
     smoe_model *m = NULL;
-    smoe_ctx *ctx = NULL;
+    smoe_ctx *ctx = NULL, *seqs[256] = {NULL};
     int32_t *ids = NULL;
     float *logits = NULL;
     double *samples = NULL;
@@ -356,12 +383,23 @@ static int bench_model(const char *path, const bench_opts *o, bool *header_done)
     cp.n_threads = o->threads;
     cp.reference = o->reference;
     if (smoe_ctx_init(m, &cp, &ctx)) { rc = fail("cannot create context"); goto out; }
-    ids = malloc(sizeof *ids * (size_t)cp.n_ctx);
-    logits = malloc(sizeof *logits * (size_t)inf->n_vocab);
+    if (o->n_seq > 1 && o->n_gen > 0) { /* the batch's sequences: the runner with the threads, the rest 1 each */
+        smoe_ctx_params sp = cp;
+        sp.n_ctx = o->n_gen;
+        sp.n_batch = o->n_seq;
+        for (int s = 0; s < o->n_seq; s++) {
+            sp.n_threads = s == 0 ? o->threads : 1;
+            if (smoe_ctx_init(m, &sp, &seqs[s])) { rc = fail("cannot create the batch's contexts"); goto out; }
+        }
+    }
+    const size_t n_ids = (size_t)cp.n_ctx > (size_t)o->n_seq * (size_t)o->n_gen ? (size_t)cp.n_ctx
+                                                                                : (size_t)o->n_seq * (size_t)o->n_gen;
+    ids = malloc(sizeof *ids * n_ids);
+    logits = malloc(sizeof *logits * (size_t)inf->n_vocab * (size_t)o->n_seq);
     samples = malloc(sizeof *samples * (size_t)o->reps);
     if (!ids || !logits || !samples) { fprintf(stderr, "%s: out of memory\n", g_cmd); goto out; }
     uint64_t x = o->seed;
-    for (int i = 0; i < cp.n_ctx; i++) { /* splitmix64: random ids, as llama-bench feeds */
+    for (size_t i = 0; i < n_ids; i++) { /* splitmix64: random ids, as llama-bench feeds */
         uint64_t z = (x += 0x9E3779B97F4A7C15ull);
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -375,13 +413,17 @@ static int bench_model(const char *path, const bench_opts *o, bool *header_done)
          * tokens to warm its own path, unless there was no pp test */
         int warm = 0;
         if (o->warmup) warm = np > 0 ? 1 : (o->n_prompt > 0 ? (ng < 8 ? ng : 8) : ng);
-        if (run_test(ctx, ids, logits, np, ng, warm, o->reps, samples)) { rc = fail("decode failed"); goto out; }
+        const bool batch = ng > 0 && o->n_seq > 1;
+        smoe_status st = batch ? run_test_seqs(seqs, o->n_seq, ids, logits, ng, warm, o->reps, samples)
+                               : run_test(ctx, ids, logits, np, ng, warm, o->reps, samples);
+        if (st) { rc = fail("decode failed"); goto out; }
         mf.rss = rss_bytes();
         result r;
-        snprintf(r.test, sizeof r.test, np > 0 ? "pp%d" : "tg%d", np > 0 ? np : ng);
-        r.n_prompt = np, r.n_gen = ng, r.reps = o->reps, r.samples = samples;
+        if (batch) snprintf(r.test, sizeof r.test, "tg%dx%d", ng, o->n_seq);
+        else snprintf(r.test, sizeof r.test, np > 0 ? "pp%d" : "tg%d", np > 0 ? np : ng);
+        r.n_prompt = np, r.n_gen = ng, r.n_seq = batch ? o->n_seq : 1, r.reps = o->reps, r.samples = samples;
         r.st = summarise(samples, o->reps);
-        r.gbs = ng > 0 ? mf.tok_bytes * r.st.median / 1e9 : NAN;
+        r.gbs = ng > 0 && !batch ? mf.tok_bytes * r.st.median / 1e9 : NAN; /* a batch shares its reads */
         r.bw_pct = ng > 0 && o->bw > 0 ? 100.0 * r.gbs / o->bw : NAN;
         if (o->json) {
             print_json(&mf, &r, o->threads, o->bw, o->reference);
@@ -406,6 +448,7 @@ out:
     free(logits);
     free(ids);
     smoe_ctx_free(ctx);
+    for (int s = 0; s < 256; s++) smoe_ctx_free(seqs[s]);
     smoe_model_free(m);
     return rc;
 }
@@ -413,7 +456,7 @@ out:
 int cmd_bench(int argc, char **argv) {
     const char **models = calloc((size_t)argc, sizeof *models);
     int n_models = 0;
-    bench_opts o = {512, 128, 0, 3, 0, false, true, false, 0};
+    bench_opts o = {512, 128, 0, 3, 1, 0, false, true, false, 0};
     bool bw = true;
     long bw_mib = 1024;
     if (!models) return fail("out of memory");
@@ -425,6 +468,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) o.n_gen = (int)parse_long(a, opt_value(argc, argv, &i), 0, 1 << 20);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o.threads = (int)parse_long(a, opt_value(argc, argv, &i), 1, 1024);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) o.reps = (int)parse_long(a, opt_value(argc, argv, &i), 1, 1000);
+        else if (!strcmp(a, "-s") || !strcmp(a, "--seqs")) o.n_seq = (int)parse_long(a, opt_value(argc, argv, &i), 1, 256);
         else if (!strcmp(a, "--seed")) o.seed = parse_u64(a, opt_value(argc, argv, &i));
         else if (!strcmp(a, "--json")) o.json = true;
         else if (!strcmp(a, "--no-warmup")) o.warmup = false;
