@@ -19,7 +19,8 @@
  *     vec_dot_few (2 or 3 activation rows; Q4_K, Q6_K) on the same rows likewise;
  *   - vec_dot_2x4 (2 weight rows x 4 activation rows; Q8_0, Q4_K, Q6_K) likewise;
  *   - vec_dot_4xn (4 weight rows x 1-3 activation rows; F32) likewise, also checking
- *     that only the 4 x nt outputs are written (the gaps of the output stride stay).
+ *     that only the 4 x nt outputs are written (the gaps of the output stride stay);
+ *   - vec_dot_4x1 (4 weight rows x 1 activation row; every type but F32) likewise.
  * Prints one line per type with the largest errors seen.
  */
 #include "smoe.h"
@@ -540,7 +541,7 @@ static void test_dispatch(void) {
 /* ------------------------------------------------------------ vec_dot4 */
 
 /* The ISA variants of type t that have a multi-row/multi-token kernel, "scalar,avx2". */
-typedef enum { HAS_DOT4, HAS_FEW, HAS_2X4, HAS_4XN } multi_kernel;
+typedef enum { HAS_DOT4, HAS_FEW, HAS_2X4, HAS_4XN, HAS_4X1 } multi_kernel;
 static void isas_having(int t, multi_kernel which, char *out, size_t cap) {
     smoe_kernel v[8];
     const int nv = smoe_kernels_all(t, v, 8);
@@ -549,7 +550,8 @@ static void isas_having(int t, multi_kernel which, char *out, size_t cap) {
         const bool has = which == HAS_DOT4  ? v[k].vec_dot4 != NULL
                          : which == HAS_FEW ? v[k].vec_dot_few != NULL
                          : which == HAS_2X4 ? v[k].vec_dot_2x4 != NULL
-                                            : v[k].vec_dot_4xn != NULL;
+                         : which == HAS_4XN ? v[k].vec_dot_4xn != NULL
+                                            : v[k].vec_dot_4x1 != NULL;
         if (!has) continue;
         if (out[0]) strncat(out, ",", cap - strlen(out) - 1);
         strncat(out, v[k].isa, cap - strlen(out) - 1);
@@ -891,6 +893,105 @@ static void test_4xn(void) {
     }
 }
 
+/* ------------------------------------------------------------ vec_dot_4x1 */
+
+/* vec_dot_4x1 (weight rows w + r*w_stride, r < 4, x one activation row) of every variant
+ * that has one, against the same variant's vec_dot: each of the 4 outputs bit-identical
+ * (and within 1e-6 of sum|w*a|), out[4] untouched. The rows get different fills and
+ * magnitudes; the stride is the row size, the row size + 64 or + 7 (odd), the pointers
+ * misaligned by 0, 1 or 3 bytes. */
+static void run_4x1_case(int t, int64_t n, int fill, int mode, size_t wextra, int misalign, stats4 *st) {
+    const smoe_kernel *R = smoe_kernels_ref(t);
+    const int vt = R->vec_dot_type;
+    const size_t wbytes = (size_t)(n / smoe_dtype_block_size(t)) * smoe_dtype_block_bytes(t);
+    const size_t abytes = (size_t)(n / smoe_dtype_block_size(vt)) * smoe_dtype_block_bytes(vt);
+    const size_t wstride = wbytes + wextra;
+    uint8_t *wbuf = malloc(4 * wstride + 3), *abuf = malloc(abytes + 3);
+    uint8_t *w = wbuf + misalign, *a = abuf + (misalign ? 4 - misalign : 0);
+    float *x = malloc((size_t)n * sizeof *x), *wf = malloc((size_t)n * sizeof *wf), *af = malloc((size_t)n * sizeof *af);
+    memset(wbuf, 0x3c, 4 * wstride + 3); /* junk between the weight rows */
+    for (int r = 0; r < 4; r++)
+        make_weights(t, w + (size_t)r * wstride, n, r == 3 ? fill : 0, r == 1 ? 1e-2f : r == 2 ? 30.0f : 1.0f);
+    make_acts(x, n, mode);
+    R->act_quant(x, a, n);
+    CHECK_OK(smoe_dequantize(vt, a, af, n));
+    smoe_kernel v[8];
+    const int nv = smoe_kernels_all(t, v, 8);
+    for (int k = 0; k < nv; k++) {
+        if (!v[k].vec_dot_4x1) continue;
+        float out[5];
+        out[4] = -12345.0f; /* sentinel */
+        v[k].vec_dot_4x1(n, w, wstride, a, out);
+        CHECK(out[4] == -12345.0f, "%s/%s vec_dot_4x1 wrote past out[3]", smoe_dtype_name(t), v[k].isa);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *wr = w + (size_t)r * wstride;
+            const float want = v[k].vec_dot(n, wr, a);
+            CHECK_OK(smoe_dequantize(t, wr, wf, n));
+            double absdot = 0;
+            for (int64_t i = 0; i < n; i++) absdot += fabs((double)wf[i] * af[i]);
+            const double diff = fabs((double)out[r] - want);
+            const int same = memcmp(&out[r], &want, sizeof want) == 0;
+            CHECK(same, "%s/%s n=%lld fill %d mode %d stride +%zu misalign %d row %d: vec_dot_4x1 %.9g (%08x) vs vec_dot %.9g (%08x)",
+                  smoe_dtype_name(t), v[k].isa, (long long)n, fill, mode, wextra, misalign, r, out[r],
+                  smoe_f32_to_bits(out[r]), want, smoe_f32_to_bits(want));
+            CHECK(isfinite(out[r]) && diff <= 1e-6 * absdot, "%s/%s n=%lld row %d: |vec_dot_4x1 - vec_dot| %.3g > 1e-6 * %.3g",
+                  smoe_dtype_name(t), v[k].isa, (long long)n, r, diff, absdot);
+            st->outputs++;
+            st->identical += same;
+            if (absdot > 0 && diff / absdot > st->rel) st->rel = diff / absdot;
+        }
+    }
+    st->cases++;
+    free(wbuf), free(abuf), free(x), free(wf), free(af);
+}
+
+static void test_4x1_type(int t) {
+    /* 32-value types: tails of 1..3 blocks around the legacy kernels' 4-block step, up to
+     * 14336 values; K-quants: 1..56 blocks; the float types: odd lengths too */
+    static const int64_t blocks32[] = {1, 2, 3, 4, 5, 6, 7, 9, 32, 45, 112, 448};
+    static const int64_t blocks256[] = {1, 2, 3, 4, 7, 14, 56};
+    static const int64_t lens_float[] = {1, 7, 31, 32, 33, 63, 100, 1024, 3584, 4099};
+    static const size_t extras[] = {0, 64, 7};
+    const int64_t bs = smoe_dtype_block_size(t);
+    const bool flt = t == SMOE_DTYPE_F16 || t == SMOE_DTYPE_BF16;
+    const int64_t *sizes = flt ? lens_float : bs == 32 ? blocks32 : blocks256;
+    const int nsizes = flt ? 10 : bs == 32 ? 12 : 7;
+    stats4 st = {0};
+    for (int s = 0; s < nsizes; s++) {
+        const int64_t n = flt ? sizes[s] : sizes[s] * bs;
+        for (int e = 0; e < 3; e++) {
+            run_4x1_case(t, n, 0, (s + 2 * e) % 6, extras[e], e, &st);
+            if (!flt) run_4x1_case(t, n, 1 + (e & 1), (s + e) % 6, extras[(e + 1) % 3], (e + 1) % 3, &st);
+        }
+    }
+    char isas[64];
+    isas_having(t, HAS_4X1, isas, sizeof isas);
+    printf("%-5s vec_dot_4x1 [%-11s] %3d cases: %d of %d outputs bit-identical to vec_dot, worst diff %.2e of sum|w*a|\n",
+           smoe_dtype_name(t), isas, st.cases, st.identical, st.outputs, st.rel);
+}
+
+/* The table: every scalar row but F32's has a vec_dot_4x1 (F32 has its 4xn); a level
+ * never keeps its parent's when it overrides vec_dot; with AVX2 the avx2 rows have their
+ * own. */
+static void test_4x1_table(void) {
+    for (int i = 0; i < NTYPES; i++) {
+        const int t = k_types[i];
+        const smoe_kernel *r = smoe_kernels_ref(t);
+        if (!r) continue;
+        CHECK((r->vec_dot_4x1 != NULL) == (t != SMOE_DTYPE_F32), "%s: reference vec_dot_4x1 %s", smoe_dtype_name(t),
+              r->vec_dot_4x1 ? "present" : "missing");
+        smoe_kernel v[8];
+        const int nv = smoe_kernels_all(t, v, 8);
+        for (int k = 1; k < nv; k++) {
+            CHECK(v[k].vec_dot_4x1 == NULL || v[k].vec_dot_4x1 != r->vec_dot_4x1, "%s/%s inherits the scalar vec_dot_4x1",
+                  smoe_dtype_name(t), v[k].isa);
+            if (strcmp(v[k].isa, "avx2") == 0)
+                CHECK((v[k].vec_dot_4x1 != NULL) == (t != SMOE_DTYPE_F32), "%s/avx2: vec_dot_4x1 %s", smoe_dtype_name(t),
+                      v[k].vec_dot_4x1 ? "present" : "missing");
+        }
+    }
+}
+
 int main(void) {
     /* before anything builds the table in this process */
     test_cap("scalar");
@@ -905,5 +1006,8 @@ int main(void) {
     test_2x4_table();
     for (int i = 0; i < NTYPES_2X4; i++) test_2x4_type(k_types_2x4[i]);
     test_4xn();
+    test_4x1_table();
+    for (int i = 0; i < NTYPES; i++)
+        if (k_types[i] != SMOE_DTYPE_F32) test_4x1_type(k_types[i]);
     return TEST_REPORT();
 }

@@ -118,7 +118,7 @@ static int isa_by_name(const char *s) {
 }
 
 #if defined(__x86_64__) || defined(SMOE_HAVE_NEON)
-/* A level that overrides a type's vec_dot but not its vec_dot4 (vec_dot_few, vec_dot_2x4, vec_dot_4xn) must not
+/* A level that overrides a type's vec_dot but not its vec_dot4 (vec_dot_few, vec_dot_2x4, vec_dot_4xn, vec_dot_4x1) must not
  * keep the parent's (several of the parent's slower dots): it gets NULL, so that callers
  * use its own vec_dot four times (its own vec_dot4). */
 static void drop_inherited_dot4(smoe_kernel *rows, const smoe_kernel *parent) {
@@ -128,6 +128,7 @@ static void drop_inherited_dot4(smoe_kernel *rows, const smoe_kernel *parent) {
         if (rows[t].vec_dot_few == parent[t].vec_dot_few) rows[t].vec_dot_few = NULL;
         if (rows[t].vec_dot_2x4 == parent[t].vec_dot_2x4) rows[t].vec_dot_2x4 = NULL;
         if (rows[t].vec_dot_4xn == parent[t].vec_dot_4xn) rows[t].vec_dot_4xn = NULL;
+        if (rows[t].vec_dot_4x1 == parent[t].vec_dot_4x1) rows[t].vec_dot_4x1 = NULL;
     }
 }
 #endif
@@ -210,7 +211,7 @@ int smoe_kernels_all(int dtype, smoe_kernel *out, int cap) {
         bool dup = false;
         for (int j = 0; j < n; j++)
             dup |= out[j].vec_dot == k->vec_dot && out[j].act_quant == k->act_quant && out[j].vec_dot4 == k->vec_dot4 &&
-                   out[j].vec_dot_2x4 == k->vec_dot_2x4;
+                   out[j].vec_dot_2x4 == k->vec_dot_2x4 && out[j].vec_dot_4x1 == k->vec_dot_4x1;
         if (!dup) out[n++] = *k;
     }
     return n;

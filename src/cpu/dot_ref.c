@@ -3,8 +3,9 @@
  * quantizers (f32 -> Q8_0, Q8_1, Q8_K, F16, BF16, F32) and the dot product of a weight
  * row with a quantized activation row for every weight type that has one (Q4_0, Q4_1,
  * Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, F16, BF16, F32), with llama.cpp's semantics, and the
- * 1-row x 4-token vec_dot4 of each (four of those dot products), and the 2-row x 4-token
- * vec_dot_2x4 (eight of them) of the types that have a SIMD one (Q8_0, Q4_K, Q6_K).
+ * 1-row x 4-token vec_dot4 and the 4-row x 1-token vec_dot_4x1 of each (four of those
+ * dot products), and the 2-row x 4-token vec_dot_2x4 (eight of them) of the types that
+ * have a SIMD one (Q8_0, Q4_K, Q6_K).
  *
  * What it does not do: be fast (it is plain C, the fallback on CPUs without a SIMD
  * version and the yardstick the SIMD versions are tested against), pick kernels (that is
@@ -442,6 +443,25 @@ DOT4_REF(dot4_f16_ref, dot_f16_ref)
 DOT4_REF(dot4_bf16_ref, dot_bf16_ref)
 DOT4_REF(dot4_f32_ref, dot_f32_ref)
 
+/* The reference vec_dot_4x1: four reference dots, one per weight row. */
+#define DOT4X1_REF(name, dot)                                                                      \
+    static void name(int64_t n, const void *w, size_t ws, const void *a, float *out) {             \
+        for (int r = 0; r < 4; r++) out[r] = dot(n, (const uint8_t *)w + (size_t)r * ws, a);       \
+    }
+
+DOT4X1_REF(dot4x1_q4_0_ref, dot_q4_0_ref)
+DOT4X1_REF(dot4x1_q4_1_ref, dot_q4_1_ref)
+DOT4X1_REF(dot4x1_q5_0_ref, dot_q5_0_ref)
+DOT4X1_REF(dot4x1_q5_1_ref, dot_q5_1_ref)
+DOT4X1_REF(dot4x1_q8_0_ref, dot_q8_0_ref)
+DOT4X1_REF(dot4x1_q2_K_ref, dot_q2_K_ref)
+DOT4X1_REF(dot4x1_q3_K_ref, dot_q3_K_ref)
+DOT4X1_REF(dot4x1_q4_K_ref, dot_q4_K_ref)
+DOT4X1_REF(dot4x1_q5_K_ref, dot_q5_K_ref)
+DOT4X1_REF(dot4x1_q6_K_ref, dot_q6_K_ref)
+DOT4X1_REF(dot4x1_f16_ref, dot_f16_ref)
+DOT4X1_REF(dot4x1_bf16_ref, dot_bf16_ref)
+
 /* ------------------------------------------------------------ 2 rows x 4 tokens */
 
 /* The reference vec_dot_2x4: eight reference dots (exactly vec_dot's results). */
@@ -481,25 +501,26 @@ static void dot4xn_f32_ref(int64_t n, const void *w, size_t ws, const void *a, s
 /* ------------------------------------------------------------ the table */
 
 static void set_row(smoe_kernel *rows, int count, int t, int vt, smoe_vec_dot_fn dot,
-                    smoe_from_float_fn q, smoe_vec_dot4_fn dot4) {
+                    smoe_from_float_fn q, smoe_vec_dot4_fn dot4, smoe_vec_dot_4x1_fn dot4x1) {
     if (t >= count) return;
-    rows[t] = (smoe_kernel){.isa = "scalar", .vec_dot_type = vt, .vec_dot = dot, .act_quant = q, .vec_dot4 = dot4};
+    rows[t] = (smoe_kernel){
+        .isa = "scalar", .vec_dot_type = vt, .vec_dot = dot, .act_quant = q, .vec_dot4 = dot4, .vec_dot_4x1 = dot4x1};
 }
 
 void smoe_kernels_fill_scalar(smoe_kernel *rows, int count) {
-    set_row(rows, count, SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q8_0, dot_q4_0_ref, quant_q8_0_ref, dot4_q4_0_ref);
-    set_row(rows, count, SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q8_1, dot_q4_1_ref, quant_q8_1_ref, dot4_q4_1_ref);
-    set_row(rows, count, SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q8_0, dot_q5_0_ref, quant_q8_0_ref, dot4_q5_0_ref);
-    set_row(rows, count, SMOE_DTYPE_Q5_1, SMOE_DTYPE_Q8_1, dot_q5_1_ref, quant_q8_1_ref, dot4_q5_1_ref);
-    set_row(rows, count, SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q8_0, dot_q8_0_ref, quant_q8_0_ref, dot4_q8_0_ref);
-    set_row(rows, count, SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q8_K, dot_q2_K_ref, quant_q8_K_ref, dot4_q2_K_ref);
-    set_row(rows, count, SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q8_K, dot_q3_K_ref, quant_q8_K_ref, dot4_q3_K_ref);
-    set_row(rows, count, SMOE_DTYPE_Q4_K, SMOE_DTYPE_Q8_K, dot_q4_K_ref, quant_q8_K_ref, dot4_q4_K_ref);
-    set_row(rows, count, SMOE_DTYPE_Q5_K, SMOE_DTYPE_Q8_K, dot_q5_K_ref, quant_q8_K_ref, dot4_q5_K_ref);
-    set_row(rows, count, SMOE_DTYPE_Q6_K, SMOE_DTYPE_Q8_K, dot_q6_K_ref, quant_q8_K_ref, dot4_q6_K_ref);
-    set_row(rows, count, SMOE_DTYPE_F16, SMOE_DTYPE_F16, dot_f16_ref, quant_f16_ref, dot4_f16_ref);
-    set_row(rows, count, SMOE_DTYPE_BF16, SMOE_DTYPE_BF16, dot_bf16_ref, quant_bf16_ref, dot4_bf16_ref);
-    set_row(rows, count, SMOE_DTYPE_F32, SMOE_DTYPE_F32, dot_f32_ref, quant_f32_ref, dot4_f32_ref);
+    set_row(rows, count, SMOE_DTYPE_Q4_0, SMOE_DTYPE_Q8_0, dot_q4_0_ref, quant_q8_0_ref, dot4_q4_0_ref, dot4x1_q4_0_ref);
+    set_row(rows, count, SMOE_DTYPE_Q4_1, SMOE_DTYPE_Q8_1, dot_q4_1_ref, quant_q8_1_ref, dot4_q4_1_ref, dot4x1_q4_1_ref);
+    set_row(rows, count, SMOE_DTYPE_Q5_0, SMOE_DTYPE_Q8_0, dot_q5_0_ref, quant_q8_0_ref, dot4_q5_0_ref, dot4x1_q5_0_ref);
+    set_row(rows, count, SMOE_DTYPE_Q5_1, SMOE_DTYPE_Q8_1, dot_q5_1_ref, quant_q8_1_ref, dot4_q5_1_ref, dot4x1_q5_1_ref);
+    set_row(rows, count, SMOE_DTYPE_Q8_0, SMOE_DTYPE_Q8_0, dot_q8_0_ref, quant_q8_0_ref, dot4_q8_0_ref, dot4x1_q8_0_ref);
+    set_row(rows, count, SMOE_DTYPE_Q2_K, SMOE_DTYPE_Q8_K, dot_q2_K_ref, quant_q8_K_ref, dot4_q2_K_ref, dot4x1_q2_K_ref);
+    set_row(rows, count, SMOE_DTYPE_Q3_K, SMOE_DTYPE_Q8_K, dot_q3_K_ref, quant_q8_K_ref, dot4_q3_K_ref, dot4x1_q3_K_ref);
+    set_row(rows, count, SMOE_DTYPE_Q4_K, SMOE_DTYPE_Q8_K, dot_q4_K_ref, quant_q8_K_ref, dot4_q4_K_ref, dot4x1_q4_K_ref);
+    set_row(rows, count, SMOE_DTYPE_Q5_K, SMOE_DTYPE_Q8_K, dot_q5_K_ref, quant_q8_K_ref, dot4_q5_K_ref, dot4x1_q5_K_ref);
+    set_row(rows, count, SMOE_DTYPE_Q6_K, SMOE_DTYPE_Q8_K, dot_q6_K_ref, quant_q8_K_ref, dot4_q6_K_ref, dot4x1_q6_K_ref);
+    set_row(rows, count, SMOE_DTYPE_F16, SMOE_DTYPE_F16, dot_f16_ref, quant_f16_ref, dot4_f16_ref, dot4x1_f16_ref);
+    set_row(rows, count, SMOE_DTYPE_BF16, SMOE_DTYPE_BF16, dot_bf16_ref, quant_bf16_ref, dot4_bf16_ref, dot4x1_bf16_ref);
+    set_row(rows, count, SMOE_DTYPE_F32, SMOE_DTYPE_F32, dot_f32_ref, quant_f32_ref, dot4_f32_ref, NULL);
     /* 2 rows x 4 tokens: the types that have a SIMD 2x4 kernel */
     if (SMOE_DTYPE_Q8_0 < count) rows[SMOE_DTYPE_Q8_0].vec_dot_2x4 = dot2x4_q8_0_ref;
     if (SMOE_DTYPE_Q4_K < count) rows[SMOE_DTYPE_Q4_K].vec_dot_2x4 = dot2x4_q4_K_ref;

@@ -49,6 +49,12 @@ typedef void (*smoe_vec_dot_2x4_fn)(int64_t n, const void *w, size_t w_stride, c
  * float rounding (the AVX2 version is bit-identical to the AVX2 vec_dot). */
 typedef void (*smoe_vec_dot_4xn_fn)(int64_t n, const void *w, size_t w_stride, const void *a, size_t a_stride, int nt,
                                     float *out, size_t o_stride);
+/* Four dot products of four weight rows (w + r*w_stride, bytes) with one activation row:
+ * out[r] = vec_dot(n, w + r*w_stride, a), r < 4. Single-token decode's kernel for the
+ * quantized types: one call and one reduction per four rows, the activation's per-block
+ * work shared. Results must equal the vec_dot calls to float rounding (the AVX2 versions
+ * are bit-identical to the AVX2 vec_dot). */
+typedef void (*smoe_vec_dot_4x1_fn)(int64_t n, const void *w, size_t w_stride, const void *a, float *out);
 /* Dequantize n values (a multiple of the block size) of a weight row to f32, bit-exact
  * with the reference dequantizer (quant.h's to_float). */
 typedef void (*smoe_to_f32_fn)(const void *w, float *out, int64_t n);
@@ -65,6 +71,7 @@ typedef struct smoe_kernel {
     smoe_vec_dot_few_fn vec_dot_few; /* 1 row x 2-3 tokens (Q4_K, Q6_K); NULL: absent */
     smoe_vec_dot_2x4_fn vec_dot_2x4; /* 2 rows x 4 tokens; NULL: absent (callers use vec_dot4) */
     smoe_vec_dot_4xn_fn vec_dot_4xn; /* 4 rows x 1-3 tokens (F32); NULL: absent */
+    smoe_vec_dot_4x1_fn vec_dot_4x1; /* 4 rows x 1 token (quantized types); NULL: absent */
     /* Prefill through the f32 GEMM (cpu/gemm.h) instead of vec_dot4: set by the ISA files
      * for the types where it is faster (both set, or both NULL: the type keeps vec_dot4). */
     smoe_gemm_tile_kfn gemm_tile;

@@ -30,6 +30,28 @@ static inline float hsum128(__m128 s) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+/* hsum256 of a, b, c, d at once: {hsum256(a), hsum256(b), hsum256(c), hsum256(d)}, the
+ * same tree (lo + hi, then lanes 0 + 2 and 1 + 3, then 0 + 1; float addition is
+ * commutative, so each lane gets hsum256's bits): one transposing reduction for the four
+ * rows of a multi-row kernel. */
+static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    /* lo + hi of each: [a | b] and [c | d], lanes i = v[i] + v[i + 4] */
+    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    /* lanes 0 + 2 and 1 + 3: [a0 a1 c0 c1 | b0 b1 d0 d1] */
+    const __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* lane 0 + 1: [a c a c | b d b d] */
+    const __m256 s = _mm256_add_ps(_mm256_shuffle_ps(u, u, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(u, u, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+/* hsum128 of a, b, c, d at once, hsum128's tree (lanes 0 + 2 and 1 + 3, then 0 + 1). */
+static inline __m128 hsum4_128(__m128 a, __m128 b, __m128 c, __m128 d) {
+    const __m128 ab = _mm_add_ps(_mm_movelh_ps(a, b), _mm_movehl_ps(b, a)); /* a0+a2 a1+a3 b0+b2 b1+b3 */
+    const __m128 cd = _mm_add_ps(_mm_movelh_ps(c, d), _mm_movehl_ps(d, c));
+    return _mm_add_ps(_mm_shuffle_ps(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)), _mm_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+}
 /* An fp16 field (x86 is little-endian, so a memcpy'd u16 is the value). */
 static inline float rd_f16(const uint8_t *p) {
     uint16_t h;
@@ -71,19 +93,21 @@ static inline __m256i bits32(const uint8_t *p) {
 }
 /* Q4_K/Q5_K scales and mins (6 bits each, layout of k_scale_min in q_k.c) as 8 int16
  * each: words a = bytes 0-3, b = 4-7, c = 8-11; scales 0-3 = a & 63, mins 0-3 = b & 63,
- * scales 4-7 = c low nibbles | a's top 2 bits, mins 4-7 = c high nibbles | b's top 2. */
+ * scales 4-7 = c low nibbles | a's top 2 bits, mins 4-7 = c high nibbles | b's top 2.
+ * In vector registers (a scalar version cost a quarter of a block's instructions, and
+ * its chain into the shuffles every block): bytes [a c b c] (c's high nibbles taken in
+ * the last four) masked, or'ed with [0 a 0 b]'s top 2 bits moved to bits 4-5; the 16-bit
+ * shifts move no kept bit across a byte. s must have 16 readable bytes (in a block, the
+ * scales are followed by the quants). */
 static inline void k45_scales(const uint8_t *s, __m256i *scales, __m128i *mins) {
-    uint32_t w[3];
-    memcpy(w, s, 12);
-    const uint32_t a = w[0], b = w[1], c = w[2];
-    const uint32_t sc_lo = a & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
-    const uint32_t mn_lo = b & 0x3f3f3f3fu;
-    const uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
-    const __m128i v = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
-    const __m128i sc16 = _mm_cvtepu8_epi16(v);
-    *scales = _mm256_broadcastsi128_si256(sc16);
-    *mins = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+    const __m128i v = loadu128(s);
+    const __m128i acbc = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i low = _mm_and_si128(_mm_blend_epi16(acbc, _mm_srli_epi16(acbc, 4), 0xc0),
+                                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i top = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i u = _mm_or_si128(low, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
+    *scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(u));
+    *mins = _mm_cvtepu8_epi16(_mm_srli_si128(u, 8));
 }
 /* Q3_K's sixteen 6-bit scales from 12 bytes, unbiased to -32..31, one per byte. The
  * layout (see q3_scale in q_k.c) packed as 32-bit words a = bytes 0-3, b = 4-7, c = 8-11:

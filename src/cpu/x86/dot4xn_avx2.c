@@ -11,7 +11,7 @@
  *
  * Exactness: bit-identical to dot_avx2.c's dot_f32, output by output: each output has
  * one 8-lane accumulator that takes the row's 8-value blocks in order, then the same
- * horizontal sum (hsum4 below is hsum256's tree - lo + hi, then lanes 0 + 2 and 1 + 3,
+ * horizontal sum (avx2_util.h's hsum4 is hsum256's tree - lo + hi, then lanes 0 + 2 and 1 + 3,
  * then 0 + 1 - done for four vectors at once; float addition is commutative, so each
  * lane gets the same bits) and the same scalar tail. dot_f32 was given that order so
  * that a tile can keep all its outputs' chains in registers: 4 x 3 outputs are 12
@@ -36,20 +36,6 @@ void smoe_kernels_fill_avx2_4xn(smoe_kernel *rows, int count);
 #define AI static inline __attribute__((always_inline))
 #define FOR_R(r) _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)
 #define FOR_J(j, nt) _Pragma("GCC unroll 3") for (int j = 0; j < (nt); j++)
-
-/* hsum256 of a, b, c, d at once: {hsum256(a), hsum256(b), hsum256(c), hsum256(d)}. */
-AI __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
-    /* lo + hi of each: [a | b] and [c | d], lanes i = v[i] + v[i + 4] */
-    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
-    /* lanes 0 + 2 and 1 + 3: [a0 a1 c0 c1 | b0 b1 d0 d1] */
-    const __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
-    /* lane 0 + 1: [a c a c | b d b d] */
-    const __m256 s = _mm256_add_ps(_mm256_shuffle_ps(u, u, _MM_SHUFFLE(2, 0, 2, 0)),
-                                   _mm256_shuffle_ps(u, u, _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm_unpacklo_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
 
 AI void tile(int64_t n, const void *w, size_t ws, const void *a, size_t as, const int nt, float *out, size_t os) {
     const float *wr[4], *xr[3];
