@@ -46,12 +46,6 @@ static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
                                    _mm256_shuffle_ps(u, u, _MM_SHUFFLE(3, 1, 3, 1)));
     return _mm_unpacklo_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
-/* hsum128 of a, b, c, d at once, hsum128's tree (lanes 0 + 2 and 1 + 3, then 0 + 1). */
-static inline __m128 hsum4_128(__m128 a, __m128 b, __m128 c, __m128 d) {
-    const __m128 ab = _mm_add_ps(_mm_movelh_ps(a, b), _mm_movehl_ps(b, a)); /* a0+a2 a1+a3 b0+b2 b1+b3 */
-    const __m128 cd = _mm_add_ps(_mm_movelh_ps(c, d), _mm_movehl_ps(d, c));
-    return _mm_add_ps(_mm_shuffle_ps(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)), _mm_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
-}
 /* An fp16 field (x86 is little-endian, so a memcpy'd u16 is the value). */
 static inline float rd_f16(const uint8_t *p) {
     uint16_t h;
