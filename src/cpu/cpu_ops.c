@@ -180,7 +180,7 @@ static void block_dot(const smoe_tensor *W, int64_t rb, int64_t re, int64_t end,
     const smoe_vec_dot_fn dot = W->kern->vec_dot;
     const smoe_vec_dot_few_fn few = W->kern->vec_dot_few; /* each block unpacked once for them */
     for (int64_t r = rb; r < re; r++) {
-        prefetch_rows(W, r, 1, stop);
+        if (!few) prefetch_rows(W, r, 1, stop); /* vec_dot_few prefetches block by block */
         const uint8_t *wr = W->data + (size_t)r * W->row_bytes;
         if (few) {
             float o[3];

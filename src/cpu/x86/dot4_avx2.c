@@ -397,6 +397,7 @@ AI void q4k_dot(int64_t n, const void *w, const rows4 *r, const int nt, float *o
     for (int64_t i = 0; i < n / SMOE_QK_K; i++) {
         __m256i sc, s[4];
         __m128i mins;
+        if (nt < 4) pf_ahead(x + i, sizeof *x); /* vec_dot_few: a stream from memory */
         k45_scales(x[i].scales, &sc, &mins);
         FORN(j, nt) s[j] = _mm256_setzero_si256();
         q4k_chunk4(x[i].qs, sc, 0, r, i, s, nt);
@@ -477,6 +478,7 @@ AI void q6k_dot(int64_t n, const void *w, const rows4 *r, const int nt, float *o
     FORN(j, nt) acc0[j] = acc1[j] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
+        if (nt < 4) pf_ahead(x + i, 2 * sizeof *x); /* vec_dot_few: a stream from memory */
         q6k_acc4(x, r, i, acc0, nt);
         q6k_acc4(x, r, i + 1, acc1, nt);
     }

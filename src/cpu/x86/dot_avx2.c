@@ -45,21 +45,6 @@ void smoe_kernels_fill_avx2(smoe_kernel *rows, int count);
  * and masks become constants (a loop over the index would rebuild them every time). */
 #define AI static inline __attribute__((always_inline))
 
-/* Decode streams each weight row from memory once. The four-row kernels (vec_dot_4x1)
- * ask, at every block step, for the bytes DECODE_PF ahead of the block: prefetches
- * spread evenly through the compute keep the memory stream going, where a burst per row
- * (several KB at once) would fill the miss queues and then leave memory idle while the
- * rows are computed (measured on Q4_K rows streamed by 2 threads: 27 -> 30-32 GB/s). F16
- * and BF16, with little compute per byte, stream best with a short distance FLOAT_PF
- * (bench-m F16 tg128, 2 threads: 57-58 tokens/s at 8 KB, 60-61 at 2 KB, 62-65 at 1 KB,
- * 60-62 at 256-512 bytes; the quantized types showed no difference between 2 and 8 KB).
- * A prefetch never faults, so reading ahead past the last row is harmless. */
-#define DECODE_PF 8192
-#define FLOAT_PF 1024
-AI void pf_ahead(const void *p, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + DECODE_PF + o, _MM_HINT_T0);
-}
-AI void pf_ahead_float(const void *p) { _mm_prefetch((const char *)p + FLOAT_PF, _MM_HINT_T0); }
 
 static inline int hsum256_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
