@@ -51,9 +51,9 @@ typedef void (*smoe_vec_dot_4xn_fn)(int64_t n, const void *w, size_t w_stride, c
                                     float *out, size_t o_stride);
 /* Four dot products of four weight rows (w + r*w_stride, bytes) with one activation row:
  * out[r] = vec_dot(n, w + r*w_stride, a), r < 4. Single-token decode's kernel for the
- * quantized types: one call and one reduction per four rows, the activation's per-block
- * work shared. Results must equal the vec_dot calls to float rounding (the AVX2 versions
- * are bit-identical to the AVX2 vec_dot). */
+ * quantized types, F16 and BF16: one call per four rows, and the ISA versions prefetch
+ * the weight stream ahead block by block as they go. Results must equal the vec_dot
+ * calls to float rounding (the AVX2 versions are bit-identical to the AVX2 vec_dot). */
 typedef void (*smoe_vec_dot_4x1_fn)(int64_t n, const void *w, size_t w_stride, const void *a, float *out);
 /* Dequantize n values (a multiple of the block size) of a weight row to f32, bit-exact
  * with the reference dequantizer (quant.h's to_float). */
