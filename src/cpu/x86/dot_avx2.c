@@ -472,16 +472,12 @@ AI float row_q3_K(int64_t n, const void *w, const void *a, const int pf) {
     return hsum256(acc);
 }
 
-/* The activation block sums of Q4_K/Q5_K's 32-value sub-blocks: bsums[2j] + bsums[2j+1]
- * as 8 int16 (pair sums <= 2*2032 fit int16). Row-independent: a multi-row kernel
- * computes it once per block. */
-static inline __m128i k45_bsum_pairs(const smoe_block_q8_K *y) {
-    const __m256i bs = loadu256(y->bsums);
-    return _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-}
-/* Min part of Q4_K/Q5_K: sum_j m_j * (bsums[2j] + bsums[2j+1]) as 4 int32 lanes. */
+/* Min part of Q4_K/Q5_K: sum_j m_j * (bsums[2j] + bsums[2j+1]) as 4 int32 lanes (pair
+ * sums <= 2*2032 fit int16). */
 static inline __m128i k45_minsum(__m128i mins, const smoe_block_q8_K *y) {
-    return _mm_madd_epi16(mins, k45_bsum_pairs(y));
+    const __m256i bs = loadu256(y->bsums);
+    const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    return _mm_madd_epi16(mins, pairs);
 }
 
 /* One 64-value chunk c of Q4_K/Q5_K: lo/hi quants (0..31) times y[64c..], weighted by
@@ -498,28 +494,22 @@ AI __m256i q4k_chunk(const uint8_t *qs, const int8_t *q8, __m256i sc, int c) {
     return k45_chunk(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), q8, sc, c);
 }
 
-/* Q4_K block x times y into the row's accumulators: the scaled chunk sums into acc (an
- * FMA by dy * d), the min part into accm (by dy * dmin; pairs = k45_bsum_pairs(y)).
- * Chunk c = qs[32c..], low nibbles -> sub-block 2c (y[64c..]), high -> 2c+1. */
-AI void q4k_block(const smoe_block_q4_K *x, const smoe_block_q8_K *y, float dy, __m128i pairs, __m256 *acc,
-                  __m128 *accm) {
-    __m256i sc;
-    __m128i mins;
-    k45_scales(x->scales, &sc, &mins);
-    *accm = _mm_fmadd_ps(_mm_set1_ps(dy * rd_f16(x->dmin)), _mm_cvtepi32_ps(_mm_madd_epi16(mins, pairs)), *accm);
-    const __m256i s01 = _mm256_add_epi32(q4k_chunk(x->qs, y->qs, sc, 0), q4k_chunk(x->qs, y->qs, sc, 1));
-    const __m256i s23 = _mm256_add_epi32(q4k_chunk(x->qs, y->qs, sc, 2), q4k_chunk(x->qs, y->qs, sc, 3));
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * rd_f16(x->d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23)), *acc);
-}
-
+/* Q4_K: chunk c = qs[32c..], low nibbles -> sub-block 2c (y[64c..]), high -> 2c+1. */
 AI float row_q4_K(int64_t n, const void *w, const void *a, const int pf) {
     const smoe_block_q4_K *x = w;
     const smoe_block_q8_K *y = a;
     __m256 acc = _mm256_setzero_ps();
     __m128 accm = _mm_setzero_ps();
-    for (int64_t i = 0; i < n / SMOE_QK_K; i++) {
-        if (pf) pf_ahead(x + i, sizeof *x);
-        q4k_block(x + i, y + i, rd_f32(y[i].d), k45_bsum_pairs(y + i), &acc, &accm);
+    for (int64_t i = 0; i < n / SMOE_QK_K; i++, x++, y++) {
+        if (pf) pf_ahead(x, sizeof *x);
+        const float dy = rd_f32(y->d);
+        __m256i sc;
+        __m128i mins;
+        k45_scales(x->scales, &sc, &mins);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dy * rd_f16(x->dmin)), _mm_cvtepi32_ps(k45_minsum(mins, y)), accm);
+        const __m256i s01 = _mm256_add_epi32(q4k_chunk(x->qs, y->qs, sc, 0), q4k_chunk(x->qs, y->qs, sc, 1));
+        const __m256i s23 = _mm256_add_epi32(q4k_chunk(x->qs, y->qs, sc, 2), q4k_chunk(x->qs, y->qs, sc, 3));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * rd_f16(x->d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23)), acc);
     }
     return hsum256(acc) - hsum128(accm);
 }
